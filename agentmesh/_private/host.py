@@ -1,0 +1,163 @@
+"""What runs inside an agent's Ray actor: the user's plain agent object and the mesh around it.
+
+The host decodes A2A skill calls, validates arguments against the skill's schema, runs the
+skill and answers with an A2A task. It also gives the agent its :class:`AgentContext`: calls to
+other agents (through the router and the security actor), tool calls (through the tool gateway,
+which asks the security actor) and model calls (through the model services).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import uuid
+from collections.abc import Mapping
+
+from a2a.types import Message
+from pydantic import JsonValue, ValidationError
+from ray.actor import ActorHandle
+
+from agentmesh._private.router import Peer, Router, await_ray
+from agentmesh.agent import Agent
+from agentmesh.errors import (
+    AgentMeshError,
+    SkillFailedError,
+    SkillInputError,
+    UnknownModelError,
+    UnknownSkillError,
+    UnknownToolError,
+)
+from agentmesh.inference import GenerateRequest, GenerateResponse
+from agentmesh.protocols import a2a
+from agentmesh.protocols.mcp import ToolResult
+
+__all__ = ["AgentHost", "validation_messages"]
+
+# The A2A context (one per run) of the call being served, so nested calls stay in it.
+_CONTEXT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_context_id")
+
+
+def validation_messages(exc: ValidationError) -> list[str]:
+    """pydantic's errors as short 'field: problem' lines."""
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
+        for err in exc.errors()
+    ]
+
+
+class _HostContext:
+    """The AgentContext the host binds to its agent."""
+
+    def __init__(self, host: AgentHost) -> None:
+        self._host = host
+
+    async def call(self, agent: str, skill: str, args: dict[str, JsonValue]) -> JsonValue:
+        context_id = _CONTEXT_ID.get(uuid.uuid4().hex)
+        result, _task = await self._host.router.send(agent, skill, args, context_id=context_id)
+        return result
+
+    async def use_tool(self, tool: str, args: dict[str, JsonValue]) -> ToolResult:
+        if self._host.gateway is None:
+            raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
+        result: ToolResult = await await_ray(
+            self._host.gateway.call.remote(self._host.name, tool, args), what="tool gateway"
+        )
+        return result
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None,
+        max_tokens: int,
+        system: str | None,
+        stop: list[str],
+        json_schema: dict[str, JsonValue] | None,
+    ) -> GenerateResponse:
+        name = model or self._host.agent.model
+        handle = self._host.models.get(name) if name else None
+        if handle is None:
+            raise UnknownModelError(
+                f"agent {self._host.name!r} asked for model {name!r}; the mesh has "
+                f"{sorted(self._host.models)}"
+            )
+        request = GenerateRequest(
+            prompt=prompt, system=system, max_tokens=max_tokens, stop=stop, json_schema=json_schema
+        )
+        response: GenerateResponse = await await_ray(
+            handle.generate.remote(request), what=f"model {name!r}"
+        )
+        return response
+
+
+class AgentHost:
+    """The actor body around one agent; the mesh wraps it with ``ray.remote``."""
+
+    def __init__(
+        self,
+        agent_cls: type[Agent],
+        *,
+        security: ActorHandle,
+        gateway: ActorHandle | None,
+        models: Mapping[str, ActorHandle],
+    ) -> None:
+        self.agent = agent_cls()
+        self.name = agent_cls.name
+        self.gateway = gateway
+        self.models = dict(models)
+        self.directory: dict[str, Peer] = {}
+        self.router = Router(self.name, self.directory, security)
+        self.agent.bind(_HostContext(self))
+
+    def set_directory(self, directory: Mapping[str, Peer]) -> None:
+        """Tell the agent who else is in the mesh (after every actor exists)."""
+        self.directory.clear()
+        self.directory.update(directory)
+
+    async def handle(self, raw: bytes) -> bytes:
+        """Serve one A2A skill-call message; always answer with a task, never raise."""
+        started = time.time()
+        request = Message.FromString(raw)
+        skill_name = "?"
+        try:
+            call = a2a.parse_skill_call(request)
+            skill_name = call.skill
+            _CONTEXT_ID.set(call.context_id)
+            result = await self._run(call.skill, call.args)
+        except Exception as exc:
+            error = exc
+            if not isinstance(exc, AgentMeshError):
+                error = SkillFailedError(self.name, skill_name, type(exc).__name__, str(exc))
+            return a2a.failed_task(request, error, started_at=started).SerializeToString()
+        return a2a.completed_task(
+            request, result, started_at=started, ended_at=time.time()
+        ).SerializeToString()
+
+    async def _run(self, skill: str, args: dict[str, JsonValue]) -> JsonValue:
+        spec = self.agent.skills.get(skill)
+        if spec is None:
+            raise UnknownSkillError(self.name, skill, known=list(self.agent.skills))
+        try:
+            inputs = spec.input_model.model_validate(args)
+        except ValidationError as exc:
+            raise SkillInputError(self.name, skill, validation_messages(exc)) from None
+        kwargs = {name: getattr(inputs, name) for name in spec.param_names}
+        method = getattr(self.agent, spec.attr)
+        if spec.is_async:
+            value = await method(**kwargs)
+        else:
+            value = await asyncio.to_thread(method, **kwargs)
+        try:
+            output: JsonValue = spec.output_adapter.dump_python(
+                spec.output_adapter.validate_python(value), mode="json"
+            )
+        except ValidationError as exc:
+            raise SkillFailedError(
+                self.name, skill, "OutputValidationError", "; ".join(validation_messages(exc))
+            ) from None
+        return output
+
+    def card(self) -> bytes:
+        """This agent's A2A Agent Card, serialised."""
+        return a2a.build_agent_card(type(self.agent)).SerializeToString()

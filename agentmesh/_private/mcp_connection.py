@@ -1,0 +1,375 @@
+"""One long-lived connection to one MCP server, owned by one dedicated asyncio task.
+
+The mcp client and its transports use anyio task groups and cancel scopes, which must be entered
+and exited in the same task. An async Ray actor runs each method call as its own asyncio task, so
+the connection cannot be opened in ``start()`` and closed in ``close()`` directly: an owner task
+enters the client, reports ready, and waits for a close request or for the transport to end.
+Calls from other tasks use the shared session; a connection that dies fails them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+import anyio
+import httpx2
+import mcp_types
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+from agentmesh.errors import (
+    ToolCallError,
+    ToolError,
+    ToolServerDiedError,
+    ToolServerStartError,
+)
+
+if TYPE_CHECKING:
+    from mcp.client._transport import ReadStream, TransportStreams
+    from mcp.shared.message import SessionMessage
+
+    from agentmesh.protocols.mcp import HttpServer, StdioServer
+
+__all__ = ["ServerConnection"]
+
+logger = logging.getLogger("agentmesh.mcp")
+
+_CLIENT_INFO: Final = mcp_types.Implementation(name="agentmesh", version="0.1.0")
+_STDERR_TAIL_LINES: Final = 20
+_STDERR_TAIL_CHARS: Final = 4000
+_CLOSE_WAIT_S: Final = 15.0  # the stdio transport's own shutdown is bounded at about 6 s
+_TIMEOUT_SLACK_S: Final = 5.0
+_HTTP_TIMEOUT: Final = httpx2.Timeout(30.0, read=300.0)  # mcp's defaults for its own client
+
+
+class _StderrTail:
+    """Collects a stdio server's stderr through a pipe, keeping only the last lines."""
+
+    def __init__(self, server: str) -> None:
+        read_fd, write_fd = os.pipe()
+        self._read_file = os.fdopen(read_fd, "rb", buffering=0)
+        self.write_file: TextIO = os.fdopen(write_fd, "w")  # handed to the child as its stderr
+        self._server = server
+        self._lines: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._partial = ""
+        self._eof = asyncio.Event()
+        self._transport: asyncio.ReadTransport | None = None
+
+    async def start(self) -> None:
+        tail = self
+
+        class _Reader(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                tail._feed(data.decode("utf-8", errors="replace"))
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                tail._eof.set()
+
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.connect_read_pipe(_Reader, self._read_file)
+
+    def _feed(self, text: str) -> None:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            logger.debug("[%s stderr] %s", self._server, line)
+            self._lines.append(line)
+        self._partial = self._partial[-_STDERR_TAIL_CHARS:]
+
+    def close_write_end(self) -> None:
+        """Drop our copy of the pipe's write end, so the pipe ends when the server does."""
+        self.write_file.close()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait briefly for the server's last stderr output (after it has exited)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._eof.wait(), timeout_s)
+
+    def text(self) -> str:
+        lines = [*self._lines, self._partial] if self._partial else list(self._lines)
+        return "\n".join(lines).strip()[-_STDERR_TAIL_CHARS:]
+
+    def close(self) -> None:
+        self.close_write_end()
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._read_file.close()
+
+
+class _WatchedReadStream:
+    """Forwards the transport's read stream and reports when it ends: the server went away."""
+
+    def __init__(self, inner: ReadStream[SessionMessage | Exception], on_end: Callable[[], None]):
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> Any:  # the HTTP transport's per-message contextvars, if any
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line cause, looking through the single-member exception groups anyio raises."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    if isinstance(exc, MCPError) and exc.error.code == CONNECTION_CLOSED:
+        return "the connection closed (the server exited or dropped it)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ServerConnection:
+    """A started MCP server's session; see the module docstring for why a task owns it."""
+
+    def __init__(self, config: StdioServer | HttpServer) -> None:
+        self.config = config
+        self.name = config.name
+        self.tools: list[mcp_types.Tool] = []
+        self._client: Client | None = None
+        self._owner: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._wake = asyncio.Event()  # set to make the owner leave: close requested or lost
+        self._dead = asyncio.Event()
+        self._closing = False
+        self._cause: str | None = None
+        self._stderr: _StderrTail | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the connection and list its tools; raise ToolServerStartError if it cannot."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._owner = loop.create_task(self._own(), name=f"mcp-connection-{self.name}")
+        self._owner.add_done_callback(self._owner_done)
+        # The owner enforces start_timeout_s itself; this only guards against a wedged owner.
+        backstop = self.config.start_timeout_s + _CLOSE_WAIT_S
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), backstop)
+        except TimeoutError:
+            await self.close()
+            raise self._start_error(f"no handshake within {self.config.start_timeout_s}s") from None
+
+    async def close(self) -> None:
+        """Ask the owner to leave the client context and wait for it; idempotent."""
+        self._closing = True
+        self._mark_dead("the connection was closed")
+        owner = self._owner
+        if owner is not None and not owner.done():
+            done, _ = await asyncio.wait({owner}, timeout=_CLOSE_WAIT_S)
+            if not done:
+                owner.cancel()
+                await asyncio.wait({owner})
+
+    async def _own(self) -> None:
+        assert self._ready is not None
+        cfg = self.config
+        try:
+            if cfg.transport == "stdio":
+                self._stderr = _StderrTail(self.name)
+                await self._stderr.start()
+            with anyio.CancelScope() as start_scope:
+                start_scope.deadline = anyio.current_time() + cfg.start_timeout_s
+                async with Client(
+                    self._transport(), cache=None, client_info=_CLIENT_INFO
+                ) as client:
+                    self.tools = await self._list_tools(client)
+                    start_scope.deadline = math.inf
+                    self._client = client
+                    self._ready.set_result(None)
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        self._client = None  # the session is about to go; the cause comes later
+            if start_scope.cancelled_caught and not self._ready.done():
+                raise TimeoutError(f"no handshake within {cfg.start_timeout_s}s")
+        except asyncio.CancelledError:
+            self._fail_start("start was cancelled")
+            raise
+        except BaseException as exc:  # an owner task must report, never raise unobserved
+            cause = _describe(exc)
+            if not self._ready.done():
+                await self._drain_stderr()
+                self._fail_start(cause)
+            else:
+                self._mark_dead(cause)
+        finally:
+            if self._stderr is not None:
+                await self._drain_stderr()
+                self._stderr.close()
+
+    def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
+        cfg = self.config
+        if cfg.transport == "stdio":
+            return self._stdio_transport(cfg)
+        return self._http_transport(cfg)
+
+    @asynccontextmanager
+    async def _stdio_transport(self, cfg: StdioServer) -> AsyncIterator[TransportStreams]:
+        assert self._stderr is not None
+        params = StdioServerParameters(
+            command=cfg.command[0], args=cfg.command[1:], env=dict(cfg.env) or None, cwd=cfg.cwd
+        )
+        try:
+            async with stdio_client(params, errlog=self._stderr.write_file) as (read, write):
+                self._stderr.close_write_end()  # the child holds its own copy now
+                yield _WatchedReadStream(read, self._lost), write
+        finally:
+            self._stderr.close_write_end()
+
+    @asynccontextmanager
+    async def _http_transport(self, cfg: HttpServer) -> AsyncIterator[TransportStreams]:
+        async with (
+            httpx2.AsyncClient(headers=dict(cfg.headers), timeout=_HTTP_TIMEOUT) as http,
+            streamable_http_client(cfg.url, http_client=http) as (read, write),
+        ):
+            yield _WatchedReadStream(read, self._lost), write
+
+    @staticmethod
+    async def _list_tools(client: Client) -> list[mcp_types.Tool]:
+        tools: list[mcp_types.Tool] = []
+        cursor: str | None = None
+        while True:
+            page = await client.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                return tools
+
+    # --- death and failure -------------------------------------------------------------------
+
+    def _lost(self) -> None:
+        """The read stream ended: unless we are closing, the server went away."""
+        if not self._closing:
+            self._mark_dead("the connection closed (the server exited or dropped it)")
+        self._wake.set()
+
+    def _owner_done(self, task: asyncio.Task[None]) -> None:
+        cause = "the connection was closed" if self._closing else "its owner task ended"
+        self._fail_start(cause)  # no-op for the start if it already finished
+
+    def _mark_dead(self, cause: str) -> None:
+        if self._cause is None:
+            self._cause = cause
+        self._dead.set()
+        self._wake.set()
+
+    async def _drain_stderr(self) -> None:
+        if self._stderr is not None:
+            await self._stderr.drain(1.0)
+
+    def _stderr_suffix(self) -> str:
+        tail = self._stderr.text() if self._stderr is not None else ""
+        return f"; stderr tail:\n{tail}" if tail else ""
+
+    def _start_error(self, cause: str) -> ToolServerStartError:
+        return ToolServerStartError(
+            f"MCP server {self.name!r} could not start: {cause}{self._stderr_suffix()}"
+        )
+
+    def _fail_start(self, cause: str) -> None:
+        self._mark_dead(cause)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(self._start_error(cause))
+            self._ready.exception()  # retrieved here too: start() may have stopped waiting
+
+    def died_error(self) -> ToolServerDiedError:
+        cause = self._cause or "the connection is closing"
+        return ToolServerDiedError(
+            f"MCP server {self.name!r} is gone: {cause}{self._stderr_suffix()}; "
+            f"call reconnect({self.name!r}) to start it again"
+        )
+
+    # --- calls -------------------------------------------------------------------------------
+
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any], timeout_s: float
+    ) -> mcp_types.CallToolResult:
+        """Call one tool on the open session, racing the call against the connection's death."""
+        client = self._client
+        if client is None or self._dead.is_set():
+            raise self.died_error()
+        call = asyncio.ensure_future(
+            client.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
+        )
+        died = asyncio.ensure_future(self._dead.wait())
+        try:
+            await asyncio.wait(
+                {call, died},
+                timeout=timeout_s + _TIMEOUT_SLACK_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            died.cancel()
+            if not call.done():
+                call.cancel()
+                await asyncio.wait({call})
+        if call.cancelled():
+            if self._dead.is_set() or self._client is None:
+                raise self.died_error()
+            raise ToolError(f"{self.name}.{tool} timed out after {timeout_s}s")
+        exc = call.exception()
+        if exc is None:
+            return call.result()
+        raise self._map_error(tool, exc, timeout_s) from exc
+
+    def _map_error(self, tool: str, exc: BaseException, timeout_s: float) -> Exception:
+        where = f"{self.name}.{tool}"
+        if isinstance(exc, MCPError):
+            if exc.error.code == CONNECTION_CLOSED:
+                self._mark_dead(_describe(exc))
+                return self.died_error()
+            if exc.error.code == REQUEST_TIMEOUT:
+                return ToolError(f"{where} timed out after {timeout_s}s")
+            return ToolCallError(f"{where}: the server answered error {exc.error.code}: {exc}")
+        if isinstance(exc, anyio.BrokenResourceError | anyio.ClosedResourceError | OSError):
+            self._mark_dead(_describe(exc))
+            return self.died_error()
+        if self._dead.is_set() or self._client is None:
+            return self.died_error()
+        if isinstance(exc, RuntimeError):  # e.g. structured content that breaks the output schema
+            return ToolCallError(f"{where}: {exc}")
+        return ToolError(f"{where} failed: {_describe(exc)}")

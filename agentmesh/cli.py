@@ -1,0 +1,118 @@
+"""The ``agentmesh`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from agentmesh.errors import AgentMeshError
+from agentmesh.executor import RunResult
+from agentmesh.security import Decision
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="agentmesh: multi-agent systems on Ray actors, speaking A2A, with MCP tools.",
+)
+console = Console()
+
+
+def _dag_table(result: RunResult) -> Table:
+    table = Table(title=f"Task DAG (run {result.run_id})")
+    for column in ("step", "agent.skill", "after", "status", "attempts", "start (s)", "duration (s)"):
+        table.add_column(column)
+    upstream = {s.id: ", ".join(sorted(s.upstream())) or "-" for s in result.plan.steps}
+    for node in result.nodes:
+        start = "" if node.started_at is None else f"{node.started_at - result.started_at:.3f}"
+        duration = "" if node.duration_s is None else f"{node.duration_s:.3f}"
+        style = {"succeeded": "green", "failed": "red", "skipped": "yellow"}.get(node.status, "")
+        table.add_row(
+            node.step_id,
+            f"{node.agent}.{node.skill}",
+            upstream[node.step_id],
+            f"[{style}]{node.status}[/{style}]",
+            str(node.attempts),
+            start,
+            duration,
+        )
+    return table
+
+
+def _decisions_table(decisions: list[Decision]) -> Table:
+    table = Table(title="Security decisions")
+    for column in ("#", "kind", "principal", "target", "verdict", "rule", "reason"):
+        table.add_column(column, overflow="fold")
+    for d in decisions:
+        style = {"allow": "green", "block": "red", "quarantine": "magenta"}[d.verdict]
+        table.add_row(
+            str(d.seq), d.kind, d.principal, d.target, f"[{style}]{d.verdict}[/{style}]",
+            d.rule, d.reason,
+        )
+    return table
+
+
+@app.command()
+def demo(
+    goal: Annotated[str, typer.Option(help="What the agents should brief.")] = "",
+    model_path: Annotated[
+        Path | None, typer.Option(help="A GGUF file; default: the bundled Gemma 3 270M.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster instead of starting one.")
+    ] = None,
+) -> None:
+    """Run the example mesh: research and outline in parallel, then write with the local model."""
+    from agentmesh.examples.demo import DEMO_GOAL, run_demo
+    from agentmesh.inference import LlamaCppModel
+
+    model = LlamaCppModel(path=str(model_path)) if model_path else None
+    try:
+        report = asyncio.run(run_demo(goal or DEMO_GOAL, model=model, address=address))
+    except AgentMeshError as exc:
+        console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
+        raise typer.Exit(1) from None
+    brief = report.result.output
+    console.rule("Result")
+    console.print_json(json.dumps(brief))
+    console.print(_dag_table(report.result))
+    console.print(_decisions_table(report.decisions))
+    for item in report.quarantine:
+        console.print(
+            f"[magenta]quarantined[/magenta] {item.id} (decision #{item.decision_seq}): "
+            f"{item.content[:160]!r}..."
+        )
+
+
+@app.command()
+def agents(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full cards as JSON.")] = False,
+) -> None:
+    """Print the A2A Agent Cards of the example mesh's agents."""
+    from agentmesh.examples.demo import AGENTS
+    from agentmesh.protocols.a2a import build_agent_card
+
+    cards = [build_agent_card(cls) for cls in AGENTS]
+    if as_json:
+        console.print_json(json.dumps([json_format.MessageToDict(card) for card in cards]))
+        return
+    table = Table(title="Agent Cards")
+    for column in ("agent", "description", "skills", "interface"):
+        table.add_column(column, overflow="fold")
+    for card in cards:
+        skills = "\n".join(f"{s.id}: {s.description.splitlines()[0]}" for s in card.skills)
+        iface = card.supported_interfaces[0]
+        table.add_row(card.name, card.description.splitlines()[0], skills, iface.url)
+    console.print(table)
+
+
+def main() -> None:
+    app()

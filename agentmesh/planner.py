@@ -1,0 +1,216 @@
+"""Plans: a goal turned into a task DAG of skill calls, validated before anything runs.
+
+A plan comes from a template declared in Python (:class:`TemplatePlanner`) or from a model's
+JSON (:class:`ModelPlanner`). Either way :func:`validate_plan` checks it against the skills the
+mesh really has (their JSON schemas from the Agent Cards) and returns the networkx DAG; a
+model's plan that fails is sent back to the model with the errors, up to a bound.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import jsonschema
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from agentmesh.errors import PlanningError, PlanValidationError
+from agentmesh.inference import GenerateRequest, GenerateResponse
+
+__all__ = [
+    "ModelPlanner",
+    "Plan",
+    "PlanStep",
+    "Planner",
+    "SkillInfo",
+    "TemplatePlanner",
+    "validate_plan",
+]
+
+_STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+class PlanStep(BaseModel):
+    """One node of the DAG: call ``agent.skill`` with literal ``args`` and upstream ``inputs``.
+
+    ``inputs`` maps a skill parameter to the id of the step whose result feeds it, optionally
+    with a path into that result: ``{"notes": "gather"}`` or ``{"title": "draft.title"}``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_STEP_ID)
+    agent: str
+    skill: str
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+    def upstream(self) -> set[str]:
+        return {ref.split(".", 1)[0] for ref in self.inputs.values()}
+
+
+class Plan(BaseModel):
+    """A goal and the steps that reach it; ``output`` names the step whose result is the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str
+    steps: list[PlanStep] = Field(min_length=1)
+    output: str | None = None
+
+
+class SkillInfo(BaseModel):
+    """A skill as planners see it (from the agent's card)."""
+
+    agent: str
+    skill: str
+    description: str
+    input_schema: dict[str, JsonValue]
+    output_schema: dict[str, JsonValue]
+
+
+def validate_plan(plan: Plan, catalog: Sequence[SkillInfo]) -> nx.DiGraph:
+    """Check a plan against the mesh's skills; return its DAG or raise PlanValidationError.
+
+    All problems are collected, so a model re-prompted with them can fix them in one go.
+    """
+    skills = {(info.agent, info.skill): info for info in catalog}
+    agents = {info.agent for info in catalog}
+    errors: list[str] = []
+    ids = [step.id for step in plan.steps]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        errors.append(f"step id {dup!r} is used more than once")
+    graph: nx.DiGraph = nx.DiGraph()
+    for step in plan.steps:
+        graph.add_node(step.id, step=step)
+    for step in plan.steps:
+        where = f"step {step.id!r}"
+        info = skills.get((step.agent, step.skill))
+        if step.agent not in agents:
+            errors.append(f"{where}: unknown agent {step.agent!r} (agents: {sorted(agents)})")
+        elif info is None:
+            known = sorted(s for a, s in skills if a == step.agent)
+            errors.append(f"{where}: agent {step.agent!r} has no skill {step.skill!r} ({known})")
+        for param, ref in step.inputs.items():
+            source = ref.split(".", 1)[0]
+            if source not in graph:
+                errors.append(f"{where}: input {param!r} refers to missing step {source!r}")
+            else:
+                graph.add_edge(source, step.id)
+        if info is not None:
+            errors.extend(_check_params(where, step, info))
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = " -> ".join(edge[0] for edge in nx.find_cycle(graph))
+        errors.append(f"the plan has a cycle: {cycle}")
+    if plan.output is not None and plan.output not in graph:
+        errors.append(f"output step {plan.output!r} does not exist")
+    if errors:
+        raise PlanValidationError(errors)
+    return graph
+
+
+def _check_params(where: str, step: PlanStep, info: SkillInfo) -> list[str]:
+    schema: dict[str, Any] = info.input_schema
+    props: dict[str, Any] = schema.get("properties", {})
+    errors = []
+    for param in [*step.args, *step.inputs]:
+        if param not in props:
+            errors.append(f"{where}: {step.agent}.{step.skill} has no parameter {param!r}")
+    for param in sorted(set(step.args) & set(step.inputs)):
+        errors.append(f"{where}: parameter {param!r} is given both in args and inputs")
+    for param in schema.get("required", []):
+        if param not in step.args and param not in step.inputs:
+            errors.append(f"{where}: required input {param!r} has no producer")
+    for param, value in step.args.items():
+        if param in props:
+            sub = {**props[param], "$defs": schema.get("$defs", {})}
+            for err in jsonschema.Draft202012Validator(sub).iter_errors(value):
+                errors.append(f"{where}: argument {param!r}: {err.message}")
+    return errors
+
+
+# --- planners --------------------------------------------------------------------------------
+
+Generate = Callable[[str, GenerateRequest], Awaitable[GenerateResponse]]
+
+
+class Planner(Protocol):
+    """Turns a goal into a plan; the mesh validates what it returns."""
+
+    async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan: ...
+
+
+class TemplatePlanner:
+    """A plan declared in Python: ``build(goal)`` returns the Plan."""
+
+    def __init__(self, build: Callable[[str], Plan]) -> None:
+        self.build = build
+
+    async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan:
+        plan = self.build(goal)
+        validate_plan(plan, catalog)
+        return plan
+
+
+class ModelPlanner:
+    """Asks a mesh model for a JSON plan and re-prompts with the validation errors."""
+
+    def __init__(self, model: str, *, max_attempts: int = 3, max_tokens: int = 768) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.model = model
+        self.max_attempts = max_attempts
+        self.max_tokens = max_tokens
+
+    def prompt(self, goal: str, catalog: Sequence[SkillInfo], feedback: list[str]) -> str:
+        skills = "\n".join(
+            f"- agent {s.agent!r}, skill {s.skill!r}: {s.description} "
+            f"input schema: {json.dumps(s.input_schema)}"
+            for s in catalog
+        )
+        text = (
+            "Plan how to reach the goal with these skills. Answer with one JSON object "
+            '{"goal": str, "steps": [{"id", "agent", "skill", "args", "inputs"}], "output"}; '
+            "'inputs' maps a parameter to the id of the step whose result feeds it.\n"
+            f"Skills:\n{skills}\nGoal: {goal}\n"
+        )
+        if feedback:
+            text += "Your previous plan was rejected:\n" + "\n".join(f"- {e}" for e in feedback)
+            text += "\nAnswer with a corrected plan.\n"
+        return text + "JSON plan:"
+
+    async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan:
+        attempts: list[list[str]] = []
+        feedback: list[str] = []
+        for _ in range(self.max_attempts):
+            request = GenerateRequest(
+                prompt=self.prompt(goal, catalog, feedback),
+                max_tokens=self.max_tokens,
+                json_schema=Plan.model_json_schema(),
+            )
+            response = await generate(self.model, request)
+            try:
+                plan = Plan.model_validate(json.loads(_json_object(response.text)))
+                validate_plan(plan, catalog)
+                return plan
+            except json.JSONDecodeError as exc:
+                feedback = [f"the answer is not valid JSON: {exc}"]
+            except ValidationError as exc:
+                feedback = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            except PlanValidationError as exc:
+                feedback = exc.errors
+            attempts.append(feedback)
+        raise PlanningError(
+            f"no valid plan from model {self.model!r} after {self.max_attempts} attempts; "
+            f"last errors: {'; '.join(feedback)}",
+            attempts=attempts,
+        )
+
+
+def _json_object(text: str) -> str:
+    """The outermost {...} of a model's answer (models like to add prose around JSON)."""
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else text

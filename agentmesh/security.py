@@ -1,0 +1,362 @@
+"""The security actor's decision logic: a policy kept as data, a verdict on every path.
+
+Every message between agents, every reply, every tool call and every tool result passes a
+:class:`SecurityMonitor`. It is a plain class (the mesh wraps it in a Ray actor) so it can be
+tested, pickled and pooled: a verdict is a pure function of the policy and the input; only the
+decision log and the quarantine store are state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from agentmesh._private.policy_io import (
+    available_packs,
+    check_glob,
+    check_rule_names,
+    check_tool_glob,
+    format_validation_error,
+    listify,
+    none_to,
+    read_policy_source,
+    read_yaml_mapping,
+)
+from agentmesh._private.scanner import Finding, scan_text, score
+from agentmesh.errors import ContentQuarantined, MessageBlocked, PolicyError, ToolCallBlocked
+
+__all__ = [
+    "Decision",
+    "Finding",
+    "MessageRule",
+    "Policy",
+    "QuarantineItem",
+    "ScanPolicy",
+    "SecurityMonitor",
+    "Verdict",
+    "available_policies",
+    "load_policy",
+    "raise_for_decision",
+]
+
+Kind = Literal["message", "reply", "tool_call", "tool_result"]
+
+
+class Verdict(StrEnum):
+    """What happens to a message, tool call or content."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+    QUARANTINE = "quarantine"
+
+
+Glob = Annotated[str, AfterValidator(check_glob)]
+Globs = Annotated[list[Glob], BeforeValidator(listify), Field(min_length=1)]
+ToolGlobs = Annotated[
+    list[Annotated[str, AfterValidator(check_tool_glob)]], BeforeValidator(listify)
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True
+    )
+
+
+class MessageRule(_Strict):
+    """Senders matching ``from`` may message targets matching ``to`` ("agent" or "agent.skill")."""
+
+    from_: Globs = Field(alias="from")
+    to: Globs
+
+    def matches(self, sender: str, recipient: str, skill: str) -> bool:
+        """True if this rule lets ``sender`` call ``recipient.skill``."""
+        target = f"{recipient}.{skill}"
+        return any(fnmatchcase(sender, p) for p in self.from_) and any(
+            fnmatchcase(recipient, p) or fnmatchcase(target, p) for p in self.to
+        )
+
+
+class ScanPolicy(_Strict):
+    """Content scanning: a score at or above ``threshold`` applies the verdict for that path."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    on_message: Verdict = Verdict.BLOCK
+    on_reply: Verdict = Verdict.QUARANTINE
+    on_tool_result: Verdict = Verdict.QUARANTINE
+    on_tool_arguments: Verdict = Verdict.BLOCK
+    #: Scanner rule names or whole categories to ignore (for known false positives).
+    disabled_rules: Annotated[list[str], none_to(list), AfterValidator(check_rule_names)] = []
+
+
+class Policy(_Strict):
+    """A security policy; the principal ``user`` is the human/driver side of the mesh."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    default: Verdict = Verdict.BLOCK
+    messages: Annotated[list[MessageRule], none_to(list)] = []
+    tools: Annotated[dict[Glob, ToolGlobs], none_to(dict)] = {}
+    scanning: Annotated[ScanPolicy, none_to(ScanPolicy)] = ScanPolicy()
+
+    def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
+        """Index of the first message rule allowing this call, or None."""
+        return next(
+            (i for i, r in enumerate(self.messages) if r.matches(sender, recipient, skill)), None
+        )
+
+    def tool_grant(self, agent: str, tool: str) -> str | None:
+        """The grant ("tools[agent-glob]: tool-glob") that lets ``agent`` call ``tool``, or None."""
+        for agent_glob, tool_globs in self.tools.items():
+            if fnmatchcase(agent, agent_glob):
+                for tool_glob in tool_globs:
+                    if fnmatchcase(tool, tool_glob):
+                        return f"tools[{agent_glob!r}]: {tool_glob!r}"
+        return None
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "<string>") -> Policy:
+        """Parse and validate YAML text; every problem is a PolicyError naming ``source``."""
+        return _parse(text, source=source, default_name=None)
+
+
+def _parse(text: str, *, source: str, default_name: str | None) -> Policy:
+    data = read_yaml_mapping(text, source=source)
+    if default_name is not None:
+        data.setdefault("name", default_name)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(format_validation_error(source, exc)) from None
+
+
+def available_policies() -> list[str]:
+    """Names of the policy packs bundled in ``agentmesh.policies``."""
+    return available_packs()
+
+
+def load_policy(name_or_path: str) -> Policy:
+    """Load a bundled pack by bare name ("default") or, with a slash or .yaml/.yml, a file."""
+    text, source, default_name = read_policy_source(name_or_path)
+    return _parse(text, source=source, default_name=default_name)
+
+
+class Decision(_Strict):
+    """One recorded verdict; ``reason`` is always set, ``rule`` names what decided."""
+
+    seq: int = Field(ge=1)
+    at: float
+    kind: Kind
+    principal: str
+    target: str
+    verdict: Verdict
+    reason: str
+    rule: str
+    findings: list[Finding] = []
+    content_sha256: str
+    quarantine_id: str | None = None
+
+
+class QuarantineItem(_Strict):
+    """Held content, kept whole for review."""
+
+    id: str
+    decision_seq: int
+    content: str
+    at: float
+
+
+class _Judgement(NamedTuple):
+    verdict: Verdict
+    rule: str
+    reason: str
+    findings: list[Finding] = []
+
+
+class SecurityMonitor:
+    """Decides on every message, reply, tool call and tool result, and records each decision.
+
+    Verdicts depend only on the policy and the input, so monitors sharing a policy agree and can
+    form a pool; the log (the last ``max_decisions``) and the quarantine are per instance, and
+    quarantine ids are globally unique. Thread-safe; pickles without its lock.
+    """
+
+    def __init__(self, policy: Policy, *, max_decisions: int = 10_000) -> None:
+        if max_decisions < 1:
+            raise ValueError("max_decisions must be at least 1")
+        self._policy = policy
+        self._log: deque[Decision] = deque(maxlen=max_decisions)
+        self._quarantine: dict[str, QuarantineItem] = {}
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this monitor enforces."""
+        return self._policy
+
+    def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
+        """A skill call: the message rules first (whatever the content), then the scanner."""
+        target = f"{recipient}.{skill}"
+        index = self._policy.message_rule(sender, recipient, skill)
+        if index is None:
+            default = self._policy.default
+            gate = _Judgement(
+                default,
+                "default",
+                f"no message rule lets {sender!r} call {target!r}; the policy default is {default}",
+            )
+        else:
+            gate = _Judgement(Verdict.ALLOW, f"messages[{index}]", f"messages[{index}] allows it")
+        return self._record(
+            "message", sender, target, content, self._screen(gate, content, "on_message")
+        )
+
+    def vet_reply(self, replier: str, recipient: str, skill: str, content: str) -> Decision:
+        """A skill's reply going back to its caller: the scanner only."""
+        gate = _Judgement(Verdict.ALLOW, "scanning.on_reply", f"reply to {recipient!r}")
+        judgement = self._screen(gate, content, "on_reply")
+        return self._record("reply", replier, f"{replier}.{skill}", content, judgement)
+
+    def vet_tool_call(self, agent: str, tool: str, arguments: str) -> Decision:
+        """A tool call: the grant first, then the scanner over the arguments (exfiltration)."""
+        grant = self._policy.tool_grant(agent, tool)
+        if grant is None:
+            default = self._policy.default
+            gate = _Judgement(
+                default,
+                "default",
+                f"no tool grant gives {agent!r} the tool {tool!r}; the policy default is {default}",
+            )
+        else:
+            gate = _Judgement(Verdict.ALLOW, grant, f"granted by {grant}")
+        judgement = self._screen(gate, arguments, "on_tool_arguments")
+        return self._record("tool_call", agent, tool, arguments, judgement)
+
+    def vet_tool_result(self, agent: str, tool: str, content: str) -> Decision:
+        """A tool's result on its way to the agent: the scanner only."""
+        gate = _Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
+        return self._record(
+            "tool_result", agent, tool, content, self._screen(gate, content, "on_tool_result")
+        )
+
+    def decisions(self, *, since: int = 0) -> list[Decision]:
+        """Recorded decisions with ``seq > since``, in order (a cursor: pass the last seq seen)."""
+        with self._lock:
+            if not self._log:
+                return []
+            start = max(0, since - self._log[0].seq + 1)
+            return list(itertools.islice(self._log, start, None))
+
+    def quarantine(self) -> list[QuarantineItem]:
+        """Everything held in quarantine, oldest first."""
+        with self._lock:
+            return list(self._quarantine.values())
+
+    def get_quarantined(self, id: str) -> QuarantineItem:
+        """One quarantined item by id; KeyError if this monitor holds no such item."""
+        with self._lock:
+            try:
+                return self._quarantine[id]
+            except KeyError:
+                raise KeyError(f"no quarantined item {id!r}") from None
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _screen(self, gate: _Judgement, content: str, setting: str) -> _Judgement:
+        """Pure: run the scanner when the gate allows, and apply ``scanning.<setting>``."""
+        if not isinstance(content, str):
+            raise TypeError(f"content must be str, not {type(content).__name__}")
+        scanning = self._policy.scanning
+        if gate.verdict is not Verdict.ALLOW:
+            return gate
+        if not scanning.enabled:
+            return gate._replace(reason=f"{gate.reason}; content scanning is off")
+        off = set(scanning.disabled_rules)
+        findings = [
+            f
+            for f in scan_text(content)
+            if f.rule.removeprefix("base64:") not in off and f.category not in off
+        ]
+        value, threshold = score(findings), scanning.threshold
+        action: Verdict = getattr(scanning, setting)
+        if value < threshold:
+            reason = f"{gate.reason}; scanner score {value:.2f} < threshold {threshold:.2f}"
+            return gate._replace(reason=reason, findings=findings)
+        evidence = "; ".join(f"{f.rule} ({f.score:.2f}) on {f.excerpt!r}" for f in findings[:3])
+        flagged = f"scanner score {value:.2f} >= threshold {threshold:.2f}: {evidence}"
+        if action is Verdict.ALLOW:
+            reason = f"{gate.reason}; {flagged} (allowed: scanning.{setting} is allow)"
+            return gate._replace(reason=reason, findings=findings)
+        return _Judgement(action, f"scanning.{setting}", flagged, findings)
+
+    def _record(
+        self, kind: Kind, principal: str, target: str, content: str, judgement: _Judgement
+    ) -> Decision:
+        digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+        held = judgement.verdict is Verdict.QUARANTINE
+        with self._lock:
+            self._seq += 1
+            decision = Decision(
+                seq=self._seq,
+                at=time.time(),
+                kind=kind,
+                principal=principal,
+                target=target,
+                verdict=judgement.verdict,
+                reason=judgement.reason,
+                rule=judgement.rule,
+                findings=judgement.findings,
+                content_sha256=digest,
+                quarantine_id=f"q-{uuid.uuid4().hex}" if held else None,
+            )
+            self._log.append(decision)
+            if decision.quarantine_id is not None:
+                self._quarantine[decision.quarantine_id] = QuarantineItem(
+                    id=decision.quarantine_id,
+                    decision_seq=decision.seq,
+                    content=content,
+                    at=decision.at,
+                )
+        return decision
+
+
+_WHAT: dict[str, str] = {
+    "message": "message from {p!r} to {t!r}",
+    "reply": "reply from {p!r} for {t!r}",
+    "tool_call": "call of tool {t!r} by {p!r}",
+    "tool_result": "result of tool {t!r} for {p!r}",
+}
+
+
+def raise_for_decision(decision: Decision) -> None:
+    """Return on allow; raise the matching SecurityDenied (carrying ``decision``) otherwise."""
+    if decision.verdict is Verdict.ALLOW:
+        return
+    what = _WHAT[decision.kind].format(p=decision.principal, t=decision.target)
+    if decision.verdict is Verdict.QUARANTINE:
+        raise ContentQuarantined(
+            f"{what} quarantined as {decision.quarantine_id} ({decision.rule}): {decision.reason}",
+            decision=decision,
+        )
+    text = f"{what} blocked ({decision.rule}): {decision.reason}"
+    if decision.kind in ("message", "reply"):
+        raise MessageBlocked(text, decision=decision)
+    raise ToolCallBlocked(text, decision=decision)

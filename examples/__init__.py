@@ -1,0 +1,1 @@
+"""Executable examples: the demo mesh and the MCP servers it uses."""

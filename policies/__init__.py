@@ -1,0 +1,1 @@
+"""Security policy packs, kept as data (YAML) and loaded by name."""

@@ -1,0 +1,21 @@
+"""The README's example runs as written (docs are executable)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_example_runs(ray_session: None, capsys: pytest.CaptureFixture[str]) -> None:
+    [example] = python_blocks()
+    assert len(example.strip().splitlines()) <= 50
+    exec(compile(example, str(README), "exec"), {"__name__": "readme_example"})
+    assert capsys.readouterr().out.strip() == "4 words"

@@ -1,0 +1,46 @@
+"""Pins the public API: a change to agentmesh.__all__ must be deliberate."""
+
+from __future__ import annotations
+
+import agentmesh
+import agentmesh.agents
+import agentmesh.errors
+
+PUBLIC = {
+    "USER", "Agent", "AgentContext", "AgentDefinitionError", "AgentMeshError",
+    "AgentUnavailableError", "ConfigError", "ContentQuarantined", "Decision", "ErrorInfo",
+    "Finding", "GenerateRequest", "GenerateResponse", "HttpServer", "LlamaCppModel",
+    "McpServerConfig", "Mesh", "MessageBlocked", "ModelBackend", "ModelError", "ModelInfo",
+    "ModelNotFoundError", "ModelPlanner", "ModelSpec", "NodeRecord", "NodeStatus", "Plan",
+    "PlanStep", "PlanValidationError", "Planner", "PlanningError", "Policy", "PolicyError",
+    "QuarantineItem", "Resources", "RunError", "RunFailedError", "RunResult",
+    "ScriptExhaustedError", "ScriptedError", "ScriptedModel", "ScriptedToolCall",
+    "SecurityDenied", "SecurityMonitor", "SkillFailedError", "SkillInfo", "SkillInputError",
+    "StdioServer", "TemplatePlanner", "ToolCall", "ToolCallBlocked", "ToolCallError",
+    "ToolError", "ToolInfo", "ToolResult", "ToolServerDiedError", "ToolServerStartError",
+    "ToolSpec", "UnknownAgentError", "UnknownModelError", "UnknownSkillError",
+    "UnknownToolError", "UserError", "Verdict", "__version__", "default_model_path",
+    "load_policy", "skill",
+}
+
+
+def test_all_is_pinned_and_importable() -> None:
+    assert set(agentmesh.__all__) == PUBLIC
+    assert len(agentmesh.__all__) == len(PUBLIC)
+    for name in agentmesh.__all__:
+        assert getattr(agentmesh, name) is not None, name
+
+
+def test_every_error_has_one_root_and_a_branch() -> None:
+    branches = (agentmesh.UserError, agentmesh.RunError, agentmesh.SecurityDenied)
+    for name in agentmesh.errors.__all__:
+        cls = getattr(agentmesh.errors, name)
+        assert issubclass(cls, agentmesh.AgentMeshError), name
+        if cls is not agentmesh.AgentMeshError:
+            assert issubclass(cls, branches), name
+        assert name in agentmesh.__all__, f"{name} is not re-exported"
+
+
+def test_namespaced_folders() -> None:
+    assert agentmesh.agents.__name__ == "agentmesh.agents"
+    assert set(agentmesh.agents.__all__) >= {"Researcher", "Analyst", "Writer"}
