@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,12 +24,21 @@ app = typer.Typer(
     add_completion=False,
     help="agentmesh: multi-agent systems on Ray actors, speaking A2A, with MCP tools.",
 )
-console = Console()
+# Piped output (CI logs, tests) gets 120 columns rather than rich's default 80.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _dag_table(result: RunResult) -> Table:
     table = Table(title=f"Task DAG (run {result.run_id})")
-    for column in ("step", "agent.skill", "after", "status", "attempts", "start (s)", "duration (s)"):
+    for column in (
+        "step",
+        "agent.skill",
+        "after",
+        "status",
+        "attempts",
+        "start (s)",
+        "duration (s)",
+    ):
         table.add_column(column)
     upstream = {s.id: ", ".join(sorted(s.upstream())) or "-" for s in result.plan.steps}
     for node in result.nodes:
@@ -49,13 +59,19 @@ def _dag_table(result: RunResult) -> Table:
 
 def _decisions_table(decisions: list[Decision]) -> Table:
     table = Table(title="Security decisions")
-    for column in ("#", "kind", "principal", "target", "verdict", "rule", "reason"):
+    for column in ("#", "kind", "who -> what", "verdict", "rule"):
         table.add_column(column, overflow="fold")
     for d in decisions:
         style = {"allow": "green", "block": "red", "quarantine": "magenta"}[d.verdict]
+        rule = d.rule
+        if d.findings:
+            rule += ": " + ", ".join(f"{f.rule} ({f.score:.2f})" for f in d.findings)
         table.add_row(
-            str(d.seq), d.kind, d.principal, d.target, f"[{style}]{d.verdict}[/{style}]",
-            d.rule, d.reason,
+            str(d.seq),
+            d.kind,
+            f"{d.principal} -> {d.target}",
+            f"[{style}]{d.verdict}[/{style}]",
+            rule,
         )
     return table
 

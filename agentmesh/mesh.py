@@ -9,6 +9,7 @@ skills or runs a plan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import time
 import uuid
@@ -104,7 +105,10 @@ class Mesh:
         return await self.start()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -135,7 +139,8 @@ class Mesh:
             *(await_ray(h.card.remote(), what=f"agent {n!r}") for n, h in self._agents.items())
         )
         self._cards = {
-            name: AgentCard.FromString(raw) for name, raw in zip(self._agents, raw_cards, strict=True)
+            name: AgentCard.FromString(raw)
+            for name, raw in zip(self._agents, raw_cards, strict=True)
         }
         directory = {
             name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))
@@ -176,11 +181,15 @@ class Mesh:
     async def close(self) -> None:
         """Stop the mesh's actors (and the embedded Ray, if this mesh started it)."""
         if self._gateway is not None:
-            try:
+            # a dead gateway has nothing left to close
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._gateway.close.remote(), timeout=10)
-            except Exception:  # a dead gateway has nothing left to close
-                pass
-        for handle in [*self._agents.values(), *self._models.values(), self._gateway, self._security]:
+        for handle in [
+            *self._agents.values(),
+            *self._models.values(),
+            self._gateway,
+            self._security,
+        ]:
             if handle is not None:
                 ray.kill(handle)
         self._agents.clear()
@@ -250,7 +259,10 @@ class Mesh:
         plan = await planner.plan(goal, catalog, self.generate)
         graph = validate_plan(plan, catalog)
         return await execute(
-            plan, graph, router.send, run_id=f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
+            plan,
+            graph,
+            router.send,
+            run_id=f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
             max_retries=self.max_retries if max_retries is None else max_retries,
         )
 

@@ -16,22 +16,13 @@ import uuid
 from collections import deque
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from agentmesh._private.policy_io import (
-    available_packs,
-    check_glob,
-    check_rule_names,
-    check_tool_glob,
-    format_validation_error,
-    listify,
-    none_to,
-    read_policy_source,
-    read_yaml_mapping,
-)
-from agentmesh._private.scanner import Finding, scan_text, score
+from agentmesh._private import policy_io
+from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
+from agentmesh._private.scanner import Finding
 from agentmesh.errors import ContentQuarantined, MessageBlocked, PolicyError, ToolCallBlocked
 
 __all__ = [
@@ -59,10 +50,11 @@ class Verdict(StrEnum):
     QUARANTINE = "quarantine"
 
 
-Glob = Annotated[str, AfterValidator(check_glob)]
-Globs = Annotated[list[Glob], BeforeValidator(listify), Field(min_length=1)]
+Glob = Annotated[str, AfterValidator(policy_io.check_glob)]
+Globs = Annotated[list[Glob], BeforeValidator(policy_io.listify), Field(min_length=1)]
 ToolGlobs = Annotated[
-    list[Annotated[str, AfterValidator(check_tool_glob)]], BeforeValidator(listify)
+    list[Annotated[str, AfterValidator(policy_io.check_tool_glob)]],
+    BeforeValidator(policy_io.listify),
 ]
 
 
@@ -96,7 +88,9 @@ class ScanPolicy(_Strict):
     on_tool_result: Verdict = Verdict.QUARANTINE
     on_tool_arguments: Verdict = Verdict.BLOCK
     #: Scanner rule names or whole categories to ignore (for known false positives).
-    disabled_rules: Annotated[list[str], none_to(list), AfterValidator(check_rule_names)] = []
+    disabled_rules: Annotated[
+        list[str], policy_io.none_to(list), AfterValidator(policy_io.check_rule_names)
+    ] = []
 
 
 class Policy(_Strict):
@@ -105,9 +99,9 @@ class Policy(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     default: Verdict = Verdict.BLOCK
-    messages: Annotated[list[MessageRule], none_to(list)] = []
-    tools: Annotated[dict[Glob, ToolGlobs], none_to(dict)] = {}
-    scanning: Annotated[ScanPolicy, none_to(ScanPolicy)] = ScanPolicy()
+    messages: Annotated[list[MessageRule], policy_io.none_to(list)] = []
+    tools: Annotated[dict[Glob, ToolGlobs], policy_io.none_to(dict)] = {}
+    scanning: Annotated[ScanPolicy, policy_io.none_to(ScanPolicy)] = ScanPolicy()
 
     def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
         """Index of the first message rule allowing this call, or None."""
@@ -131,23 +125,23 @@ class Policy(_Strict):
 
 
 def _parse(text: str, *, source: str, default_name: str | None) -> Policy:
-    data = read_yaml_mapping(text, source=source)
+    data = policy_io.read_yaml_mapping(text, source=source)
     if default_name is not None:
         data.setdefault("name", default_name)
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(format_validation_error(source, exc)) from None
+        raise PolicyError(policy_io.format_validation_error(source, exc)) from None
 
 
 def available_policies() -> list[str]:
     """Names of the policy packs bundled in ``agentmesh.policies``."""
-    return available_packs()
+    return policy_io.available_packs()
 
 
 def load_policy(name_or_path: str) -> Policy:
     """Load a bundled pack by bare name ("default") or, with a slash or .yaml/.yml, a file."""
-    text, source, default_name = read_policy_source(name_or_path)
+    text, source, default_name = policy_io.read_policy_source(name_or_path)
     return _parse(text, source=source, default_name=default_name)
 
 
@@ -174,13 +168,6 @@ class QuarantineItem(_Strict):
     decision_seq: int
     content: str
     at: float
-
-
-class _Judgement(NamedTuple):
-    verdict: Verdict
-    rule: str
-    reason: str
-    findings: list[Finding] = []
 
 
 class SecurityMonitor:
@@ -214,48 +201,27 @@ class SecurityMonitor:
 
     def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
         """A skill call: the message rules first (whatever the content), then the scanner."""
-        target = f"{recipient}.{skill}"
-        index = self._policy.message_rule(sender, recipient, skill)
-        if index is None:
-            default = self._policy.default
-            gate = _Judgement(
-                default,
-                "default",
-                f"no message rule lets {sender!r} call {target!r}; the policy default is {default}",
-            )
-        else:
-            gate = _Judgement(Verdict.ALLOW, f"messages[{index}]", f"messages[{index}] allows it")
-        return self._record(
-            "message", sender, target, content, self._screen(gate, content, "on_message")
-        )
+        gate = gate_message(self._policy, sender, recipient, skill)
+        judgement = screen(gate, content, self._policy, "on_message")
+        return self._record("message", sender, f"{recipient}.{skill}", content, judgement)
 
     def vet_reply(self, replier: str, recipient: str, skill: str, content: str) -> Decision:
         """A skill's reply going back to its caller: the scanner only."""
-        gate = _Judgement(Verdict.ALLOW, "scanning.on_reply", f"reply to {recipient!r}")
-        judgement = self._screen(gate, content, "on_reply")
+        gate = Judgement(Verdict.ALLOW, "scanning.on_reply", f"reply to {recipient!r}")
+        judgement = screen(gate, content, self._policy, "on_reply")
         return self._record("reply", replier, f"{replier}.{skill}", content, judgement)
 
     def vet_tool_call(self, agent: str, tool: str, arguments: str) -> Decision:
         """A tool call: the grant first, then the scanner over the arguments (exfiltration)."""
-        grant = self._policy.tool_grant(agent, tool)
-        if grant is None:
-            default = self._policy.default
-            gate = _Judgement(
-                default,
-                "default",
-                f"no tool grant gives {agent!r} the tool {tool!r}; the policy default is {default}",
-            )
-        else:
-            gate = _Judgement(Verdict.ALLOW, grant, f"granted by {grant}")
-        judgement = self._screen(gate, arguments, "on_tool_arguments")
+        gate = gate_tool(self._policy, agent, tool)
+        judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
         return self._record("tool_call", agent, tool, arguments, judgement)
 
     def vet_tool_result(self, agent: str, tool: str, content: str) -> Decision:
         """A tool's result on its way to the agent: the scanner only."""
-        gate = _Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
-        return self._record(
-            "tool_result", agent, tool, content, self._screen(gate, content, "on_tool_result")
-        )
+        gate = Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
+        judgement = screen(gate, content, self._policy, "on_tool_result")
+        return self._record("tool_result", agent, tool, content, judgement)
 
     def decisions(self, *, since: int = 0) -> list[Decision]:
         """Recorded decisions with ``seq > since``, in order (a cursor: pass the last seq seen)."""
@@ -278,40 +244,11 @@ class SecurityMonitor:
             except KeyError:
                 raise KeyError(f"no quarantined item {id!r}") from None
 
-    # --- internals ---------------------------------------------------------------------------
-
-    def _screen(self, gate: _Judgement, content: str, setting: str) -> _Judgement:
-        """Pure: run the scanner when the gate allows, and apply ``scanning.<setting>``."""
-        if not isinstance(content, str):
-            raise TypeError(f"content must be str, not {type(content).__name__}")
-        scanning = self._policy.scanning
-        if gate.verdict is not Verdict.ALLOW:
-            return gate
-        if not scanning.enabled:
-            return gate._replace(reason=f"{gate.reason}; content scanning is off")
-        off = set(scanning.disabled_rules)
-        findings = [
-            f
-            for f in scan_text(content)
-            if f.rule.removeprefix("base64:") not in off and f.category not in off
-        ]
-        value, threshold = score(findings), scanning.threshold
-        action: Verdict = getattr(scanning, setting)
-        if value < threshold:
-            reason = f"{gate.reason}; scanner score {value:.2f} < threshold {threshold:.2f}"
-            return gate._replace(reason=reason, findings=findings)
-        evidence = "; ".join(f"{f.rule} ({f.score:.2f}) on {f.excerpt!r}" for f in findings[:3])
-        flagged = f"scanner score {value:.2f} >= threshold {threshold:.2f}: {evidence}"
-        if action is Verdict.ALLOW:
-            reason = f"{gate.reason}; {flagged} (allowed: scanning.{setting} is allow)"
-            return gate._replace(reason=reason, findings=findings)
-        return _Judgement(action, f"scanning.{setting}", flagged, findings)
-
     def _record(
-        self, kind: Kind, principal: str, target: str, content: str, judgement: _Judgement
+        self, kind: Kind, principal: str, target: str, content: str, judgement: Judgement
     ) -> Decision:
         digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
-        held = judgement.verdict is Verdict.QUARANTINE
+        verdict = Verdict(judgement.verdict)
         with self._lock:
             self._seq += 1
             decision = Decision(
@@ -320,12 +257,12 @@ class SecurityMonitor:
                 kind=kind,
                 principal=principal,
                 target=target,
-                verdict=judgement.verdict,
+                verdict=verdict,
                 reason=judgement.reason,
                 rule=judgement.rule,
-                findings=judgement.findings,
+                findings=list(judgement.findings),
                 content_sha256=digest,
-                quarantine_id=f"q-{uuid.uuid4().hex}" if held else None,
+                quarantine_id=f"q-{uuid.uuid4().hex}" if verdict is Verdict.QUARANTINE else None,
             )
             self._log.append(decision)
             if decision.quarantine_id is not None:

@@ -72,7 +72,9 @@ class Researcher(Agent):
                 skipped.append(
                     Skipped(
                         doc_id=doc_id,
-                        reason=exc.decision.reason,
+                        # the rule names, not the reason: it may quote what was refused
+                        reason=f"{exc.decision.verdict} by the security actor: "
+                        + ", ".join(f.rule for f in exc.decision.findings),
                         quarantine_id=exc.decision.quarantine_id,
                     )
                 )

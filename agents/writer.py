@@ -14,6 +14,7 @@ __all__ = ["Brief", "Writer"]
 class Brief(BaseModel):
     title: str
     summary: str
+    summary_model: str
     body: str
     sources: list[str]
     review: Review
@@ -38,12 +39,13 @@ class Writer(Agent):
             outline: section headings, in order.
         """
         facts = " ".join(source.text.split(". ")[0] + "." for source in notes.sources)
+        # A base model continues text rather than following instructions: give it a sentence
+        # to finish.
+        lead = f"In short, {topic} means"
         completion = await self.generate(
-            f"Notes: {facts}\nA one-sentence summary of {topic}:",
-            max_tokens=40,
-            stop=["\n"],
+            f"{facts}\n\n{lead}", max_tokens=40, stop=["\n", "\n\n"]
         )
-        summary = completion.text.strip() or facts[:200]
+        summary = f"{lead}{completion.text.rstrip()}"
         sections = [
             f"{heading}\n{source.text}"
             for heading, source in zip(outline, notes.sources, strict=False)
@@ -55,6 +57,7 @@ class Writer(Agent):
         return Brief(
             title=f"Brief: {topic}",
             summary=summary,
+            summary_model=f"{completion.backend}:{completion.model}",
             body=body,
             sources=[source.doc_id for source in notes.sources],
             review=review,

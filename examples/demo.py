@@ -29,7 +29,9 @@ AGENTS = (Researcher, Analyst, Writer)
 
 def demo_servers() -> list[StdioServer]:
     """The example MCP server, started once over stdio with this interpreter."""
-    return [StdioServer(name="docs", command=[sys.executable, "-m", "agentmesh.examples.docs_server"])]
+    return [
+        StdioServer(name="docs", command=[sys.executable, "-m", "agentmesh.examples.docs_server"])
+    ]
 
 
 def demo_plan(goal: str) -> Plan:

@@ -160,6 +160,11 @@ def _score(query_terms: set[str], doc: Doc) -> int:
     return len(query_terms & _terms(doc.text)) + 2 * len(query_terms & _terms(doc.title))
 
 
+def _snippet(text: str) -> str:
+    """The first sentence, capped: enough to decide whether to read the document."""
+    return text.split(". ", 1)[0][:_SNIPPET_CHARS]
+
+
 @server.tool()
 def search_docs(query: str, limit: int = 3) -> list[DocHit]:
     """Search the knowledge base by keyword overlap; returns the best hits, best first."""
@@ -169,7 +174,7 @@ def search_docs(query: str, limit: int = 3) -> list[DocHit]:
     scored = [(_score(terms, doc), doc) for doc in CORPUS]
     ranked = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1].doc_id))
     return [
-        DocHit(doc_id=doc.doc_id, title=doc.title, snippet=doc.text[:_SNIPPET_CHARS])
+        DocHit(doc_id=doc.doc_id, title=doc.title, snippet=_snippet(doc.text))
         for _, doc in ranked[:limit]
     ]
 

@@ -266,9 +266,7 @@ def failed_task(
         context_id=request.context_id,
         status=_status(TaskState.TASK_STATE_FAILED, status_message),
         history=[request],
-        metadata=_struct(
-            {_META: {"started_at": started_at, "ended_at": ended_at or time.time()}}
-        ),
+        metadata=_struct({_META: {"started_at": started_at, "ended_at": ended_at or time.time()}}),
     )
 
 

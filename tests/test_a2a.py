@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from a2a.types import AgentCard, Message, Role, Task, TaskState
 
 from agentmesh import SkillInputError, UserError
 from agentmesh.agents import Researcher
 from agentmesh.protocols import a2a
-
-import pytest
 
 
 def test_card_lists_skills_and_schemas() -> None:
@@ -25,7 +24,10 @@ def test_card_lists_skills_and_schemas() -> None:
 
 def test_skill_call_round_trip_keeps_integers() -> None:
     msg = a2a.skill_call_message(
-        sender="a", recipient="b", skill="s", args={"n": 3, "x": 1.5, "l": [1, {"k": None}]},
+        sender="a",
+        recipient="b",
+        skill="s",
+        args={"n": 3, "x": 1.5, "l": [1, {"k": None}]},
         context_id="ctx",
     )
     decoded = a2a.parse_skill_call(Message.FromString(msg.SerializeToString()))

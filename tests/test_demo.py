@@ -12,12 +12,17 @@ from agentmesh.examples.docs_server import INJECTED_DOC_ID
 
 
 async def test_demo_with_scripted_model(ray_session: None) -> None:
-    report = await run_demo(model=ScriptedModel(["Agents run well at the edge."]))
+    report = await run_demo(model=ScriptedModel([" small models close to the data."]))
     result = report.result
-    assert result.succeeded and [n.step_id for n in result.nodes] == ["gather", "outline", "compose"]
+    assert result.succeeded and [n.step_id for n in result.nodes] == [
+        "gather",
+        "outline",
+        "compose",
+    ]
     brief = result.output
     assert isinstance(brief, dict)
-    assert brief["summary"] == "Agents run well at the edge."
+    assert brief["summary"] == f"In short, {DEMO_GOAL} means small models close to the data."
+    assert brief["summary_model"] == "scripted:scripted"
     assert INJECTED_DOC_ID not in brief["sources"] and len(brief["sources"]) == 2
     assert brief["review"]["words"] > 40
     gather = result.node("gather").output
@@ -26,7 +31,9 @@ async def test_demo_with_scripted_model(ray_session: None) -> None:
     assert skipped["doc_id"] == INJECTED_DOC_ID and skipped["quarantine_id"]
     # the planted injection is held whole in quarantine, not dropped
     [held] = report.quarantine
-    assert held.id == skipped["quarantine_id"] and "IGNORE ALL PREVIOUS INSTRUCTIONS" in held.content
+    assert (
+        held.id == skipped["quarantine_id"] and "IGNORE ALL PREVIOUS INSTRUCTIONS" in held.content
+    )
     kinds = {(d.kind, d.principal, d.target, d.verdict) for d in report.decisions}
     assert ("tool_result", "researcher", "docs.read_doc", "quarantine") in kinds
     assert ("message", "writer", "analyst.review", "allow") in kinds
@@ -47,6 +54,15 @@ def test_cli_demo_runs_the_real_model(ray_session: None) -> None:
     pytest.importorskip("llama_cpp")
     out = CliRunner().invoke(app, ["demo", "--goal", DEMO_GOAL])
     assert out.exit_code == 0, out.output
-    for text in ("Task DAG", "gather", "outline", "compose", "succeeded", "quarantine",
-                 "docs.read_doc", "Security decisions", "Brief: running agents at the edge"):
+    for text in (
+        "Task DAG",
+        "gather",
+        "outline",
+        "compose",
+        "succeeded",
+        "quarantine",
+        "docs.read_doc",
+        "Security decisions",
+        "Brief: running agents at the edge",
+    ):
         assert text in out.output, text

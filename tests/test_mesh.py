@@ -74,7 +74,11 @@ async def test_agent_to_agent_message_allowed_and_forbidden(mesh: Mesh) -> None:
     with pytest.raises(MessageBlocked) as info:
         await mesh.call("echo", "forward", agent="right", skill="echo", text="yo")
     decision = info.value.decision
-    assert (decision.principal, decision.target, decision.verdict) == ("echo", "right.echo", "block")
+    assert (decision.principal, decision.target, decision.verdict) == (
+        "echo",
+        "right.echo",
+        "block",
+    )
     assert (await mesh.decisions())[-1].seq == decision.seq
 
 
@@ -92,7 +96,9 @@ async def test_injection_in_a_message_is_blocked(mesh: Mesh) -> None:
 
 
 async def test_tools_granted_denied_and_vetted(mesh: Mesh) -> None:
-    assert await mesh.call("tooler", "call_tool", tool="flaky.echo", args={"text": "ping"}) == "ping"
+    assert (
+        await mesh.call("tooler", "call_tool", tool="flaky.echo", args={"text": "ping"}) == "ping"
+    )
     with pytest.raises(ToolCallBlocked) as info:
         await mesh.call("echo", "use", tool="flaky.echo")
     assert info.value.decision.target == "flaky.echo"
@@ -119,7 +125,7 @@ async def test_scripted_model_through_the_mesh(mesh: Mesh) -> None:
 async def test_bad_mesh_configurations(ray_session: None) -> None:
     with pytest.raises(UnknownModelError):
         Mesh([Echo], policy=POLICY)  # Echo uses model "scripted", none configured
-    with pytest.raises(ModelNotFoundError, match="missing.gguf"):
+    with pytest.raises(ModelNotFoundError, match=r"missing\.gguf"):
         await Mesh(
             [Left], models={"m": LlamaCppModel(path="/nonexistent/missing.gguf")}, policy=POLICY
         ).start()

@@ -49,8 +49,13 @@ GOOD = {
     "goal": "g",
     "steps": [
         {"id": "a", "agent": "researcher", "skill": "gather", "args": {"topic": "t"}},
-        {"id": "b", "agent": "writer", "skill": "compose", "args": {"topic": "t"},
-         "inputs": {"notes": "a"}},
+        {
+            "id": "b",
+            "agent": "writer",
+            "skill": "compose",
+            "args": {"topic": "t"},
+            "inputs": {"notes": "a"},
+        },
     ],
     "output": "b",
 }
@@ -81,17 +86,32 @@ def test_valid_plan_gives_a_dag() -> None:
         ),
         (
             [
-                {"id": "b", "agent": "writer", "skill": "compose", "args": {"topic": "t"},
-                 "inputs": {"notes": "missing"}},
+                {
+                    "id": "b",
+                    "agent": "writer",
+                    "skill": "compose",
+                    "args": {"topic": "t"},
+                    "inputs": {"notes": "missing"},
+                },
             ],
             "refers to missing step 'missing'",
         ),
         (
             [
-                {"id": "a", "agent": "writer", "skill": "compose", "args": {"topic": "t"},
-                 "inputs": {"notes": "b"}},
-                {"id": "b", "agent": "writer", "skill": "compose", "args": {"topic": "t"},
-                 "inputs": {"notes": "a"}},
+                {
+                    "id": "a",
+                    "agent": "writer",
+                    "skill": "compose",
+                    "args": {"topic": "t"},
+                    "inputs": {"notes": "b"},
+                },
+                {
+                    "id": "b",
+                    "agent": "writer",
+                    "skill": "compose",
+                    "args": {"topic": "t"},
+                    "inputs": {"notes": "a"},
+                },
             ],
             "cycle",
         ),
@@ -104,7 +124,9 @@ def test_valid_plan_gives_a_dag() -> None:
         ),
     ],
 )
-def test_invalid_plans_are_rejected_with_reasons(steps: list[dict[str, object]], message: str) -> None:
+def test_invalid_plans_are_rejected_with_reasons(
+    steps: list[dict[str, object]], message: str
+) -> None:
     with pytest.raises(PlanValidationError) as info:
         validate_plan(plan(steps), CATALOG)
     assert any(message in error for error in info.value.errors), info.value.errors
@@ -112,8 +134,10 @@ def test_invalid_plans_are_rejected_with_reasons(steps: list[dict[str, object]],
 
 def test_all_errors_are_collected() -> None:
     bad = plan(
-        [{"id": "a", "agent": "ghost", "skill": "x"},
-         {"id": "b", "agent": "researcher", "skill": "gather"}],
+        [
+            {"id": "a", "agent": "ghost", "skill": "x"},
+            {"id": "b", "agent": "researcher", "skill": "gather"},
+        ],
         output="zzz",
     )
     with pytest.raises(PlanValidationError) as info:
@@ -134,7 +158,9 @@ class Recorder:
 
 
 async def test_model_planner_reprompts_with_validation_errors() -> None:
-    bad_plan = json.dumps({"goal": "g", "steps": [{"id": "a", "agent": "researcher", "skill": "fly"}]})
+    bad_plan = json.dumps(
+        {"goal": "g", "steps": [{"id": "a", "agent": "researcher", "skill": "fly"}]}
+    )
     model = ScriptedModel(["this is not json", "Sure! " + bad_plan, json.dumps(GOOD) + " done"])
     generate = Recorder(model)
     result = await ModelPlanner("planner", max_attempts=3).plan("g", CATALOG, generate)
@@ -157,12 +183,24 @@ async def test_model_planner_gives_up_with_a_typed_error() -> None:
 
 
 async def test_template_planner_validates_its_plan() -> None:
-    planner = TemplatePlanner(lambda goal: Plan(goal=goal, steps=[
-        PlanStep(id="a", agent="researcher", skill="gather", args={"topic": goal}),
-    ]))
-    assert (await planner.plan("edge", CATALOG, Recorder(ScriptedModel()))).steps[0].args == {"topic": "edge"}
-    broken = TemplatePlanner(lambda goal: Plan(goal=goal, steps=[
-        PlanStep(id="a", agent="researcher", skill="gather"),
-    ]))
+    planner = TemplatePlanner(
+        lambda goal: Plan(
+            goal=goal,
+            steps=[
+                PlanStep(id="a", agent="researcher", skill="gather", args={"topic": goal}),
+            ],
+        )
+    )
+    assert (await planner.plan("edge", CATALOG, Recorder(ScriptedModel()))).steps[0].args == {
+        "topic": "edge"
+    }
+    broken = TemplatePlanner(
+        lambda goal: Plan(
+            goal=goal,
+            steps=[
+                PlanStep(id="a", agent="researcher", skill="gather"),
+            ],
+        )
+    )
     with pytest.raises(PlanValidationError):
         await broken.plan("edge", CATALOG, Recorder(ScriptedModel()))

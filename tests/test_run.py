@@ -27,7 +27,11 @@ async def test_sibling_branches_overlap_and_results_flow_downstream(mesh: Mesh) 
     assert result.output == join.output and isinstance(result.output, float)
     assert result.output > 0  # computed by the joiner from the branches' outputs
     assert join.started_at >= max(left.ended_at, right.ended_at)
-    assert {(n.agent, n.attempts) for n in result.nodes} == {("left", 1), ("right", 1), ("joiner", 1)}
+    assert {(n.agent, n.attempts) for n in result.nodes} == {
+        ("left", 1),
+        ("right", 1),
+        ("joiner", 1),
+    }
 
 
 async def test_path_inputs_pick_fields_of_upstream_results(mesh: Mesh) -> None:

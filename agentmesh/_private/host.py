@@ -41,8 +41,7 @@ _CONTEXT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_con
 def validation_messages(exc: ValidationError) -> list[str]:
     """pydantic's errors as short 'field: problem' lines."""
     return [
-        f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
-        for err in exc.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}" for err in exc.errors()
     ]
 
 

@@ -7,8 +7,10 @@ completion over ``system + prompt``; the chat API and its templates are not used
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -18,6 +20,29 @@ from agentmesh.errors import ModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelBackend, ToolCall
 
 __all__ = ["LlamaCppBackend"]
+
+# ggml's log levels as llama.cpp numbers them now; llama-cpp-python 0.3.36's own callback uses
+# an older order, so it prints warnings as errors and hides real errors.
+_GGML_ERROR, _GGML_CONT = 4, 5
+_log_state = {"last": 0}
+_log_callback: Any = None
+
+
+def _install_log_filter(llama_cpp: Any) -> None:
+    """Print llama.cpp's errors (and their continuation lines) to stderr; drop the rest."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        level = _log_state["last"] if level == _GGML_CONT else level
+        _log_state["last"] = level
+        if level == _GGML_ERROR:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    _log_callback = callback  # keep a reference: C holds only the pointer
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
 class LlamaCppBackend(ModelBackend):
@@ -32,6 +57,7 @@ class LlamaCppBackend(ModelBackend):
                 "pip install 'agentmesh[llama]'"
             ) from exc
         self._llama_cpp = llama_cpp
+        _install_log_filter(llama_cpp)
         self.path = path
         self.n_threads = n_threads
         try:

@@ -192,6 +192,9 @@ class ServerConnection:
         except TimeoutError:
             await self.close()
             raise self._start_error(f"no handshake within {self.config.start_timeout_s}s") from None
+        except asyncio.CancelledError:
+            await self.close()  # do not leave a half-started server behind
+            raise
 
     async def close(self) -> None:
         """Ask the owner to leave the client context and wait for it; idempotent."""

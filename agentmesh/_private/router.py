@@ -77,9 +77,7 @@ class Router:
             sender=self.sender, recipient=agent, skill=skill, args=args, context_id=context_id
         )
         decision: Any = await await_ray(
-            self.security.vet_message.remote(
-                self.sender, agent, skill, a2a.message_text(message)
-            ),
+            self.security.vet_message.remote(self.sender, agent, skill, a2a.message_text(message)),
             what="security actor",
         )
         raise_for_decision(decision)

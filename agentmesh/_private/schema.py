@@ -113,9 +113,7 @@ def build_skill_schema(
         )
     model_name = re.sub(r"\W", "_", where) + "_Input"
     try:
-        input_model = create_model(
-            model_name, __config__=ConfigDict(extra="forbid"), **fields
-        )
+        input_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
         output_adapter: TypeAdapter[Any] = TypeAdapter(hints["return"])
         input_schema = input_model.model_json_schema()
         output_schema = output_adapter.json_schema()
