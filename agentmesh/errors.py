@@ -26,6 +26,7 @@ __all__ = [
     "ModelError",
     "ModelNotFoundError",
     "PlanValidationError",
+    "PlacementError",
     "PlanningError",
     "PolicyError",
     "RunError",
@@ -153,6 +154,10 @@ class SkillFailedError(RunError):
 
 class AgentUnavailableError(RunError):
     """An agent's actor died or cannot be reached."""
+
+
+class PlacementError(RunError):
+    """No node could host an agent's actor in time: nothing offers the resources it asks for."""
 
 
 class ToolError(RunError):

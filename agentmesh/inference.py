@@ -65,8 +65,9 @@ class GenerateRequest(BaseModel):
     stop: list[str] = Field(default_factory=list)
     # The llama backend turns this schema into a grammar, so the text always parses.
     json_schema: dict[str, JsonValue] | None = None
-    # Per-call seed: with temperature > 0 the same request gives the same text.
-    seed: int = 0
+    # Per-call seed (None: the model's own): with temperature > 0 the same request and seed
+    # give the same text, which deterministic replay relies on.
+    seed: int | None = None
     tools: list[ToolSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -176,7 +177,7 @@ class LlamaCppModel(BaseModel):
     n_ctx: int = Field(default=2048, gt=0)
     # CPUs Ray reserves for the actor; llama.cpp runs that many threads (more would thrash).
     num_cpus: float = Field(default=1, gt=0)
-    # Seeds the llama context; sampling uses each request's own ``seed``.
+    # The sampling seed of requests that do not bring their own.
     seed: int = 0
 
     def resolve_path(self) -> str:

@@ -28,7 +28,13 @@ from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.tool_gateway import ToolGateway
 from agentmesh.agent import Agent
-from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError, UnknownToolError
+from agentmesh.errors import (
+    ConfigError,
+    PlacementError,
+    UnknownAgentError,
+    UnknownModelError,
+    UnknownToolError,
+)
 from agentmesh.executor import RunResult, execute
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
 from agentmesh.planner import Planner, SkillInfo, validate_plan
@@ -52,6 +58,9 @@ class Mesh:
         policy: a policy pack name under policies/, a YAML path, or a Policy.
         address: a Ray cluster to join; None starts an embedded local Ray.
         num_cpus: logical CPUs of the embedded Ray (ignored when joining a cluster).
+        max_retries: how often the executor re-runs a node after a run failure.
+        start_timeout_s: how long every actor may take to be placed and start; past it,
+            start raises PlacementError naming the agents still waiting.
     """
 
     def __init__(
@@ -64,6 +73,7 @@ class Mesh:
         address: str | None = None,
         num_cpus: int | None = None,
         max_retries: int = 0,
+        start_timeout_s: float = 120.0,
     ) -> None:
         if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
             raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
@@ -90,6 +100,7 @@ class Mesh:
         self.address = address
         self.num_cpus = num_cpus
         self.max_retries = max_retries
+        self.start_timeout_s = start_timeout_s
         self._started_ray = False
         self._security: ActorHandle | None = None
         self._gateway: ActorHandle | None = None
@@ -135,9 +146,7 @@ class Mesh:
             self._models[name] = launch_model_service(name, spec)
         for cls in self.agent_classes:
             self._agents[cls.name] = self._spawn(cls)
-        raw_cards: list[bytes] = await asyncio.gather(
-            *(await_ray(h.card.remote(), what=f"agent {n!r}") for n, h in self._agents.items())
-        )
+        raw_cards = await self._await_placement()
         self._cards = {
             name: AgentCard.FromString(raw)
             for name, raw in zip(self._agents, raw_cards, strict=True)
@@ -150,6 +159,24 @@ class Mesh:
             *(await_ray(h.set_directory.remote(directory), what=n) for n, h in self._agents.items())
         )
         self._router = Router(USER, directory, self._security)
+
+    async def _await_placement(self) -> list[bytes]:
+        """Every agent's card, once its actor runs; PlacementError for those that never do."""
+        fetches = {
+            name: asyncio.ensure_future(await_ray(h.card.remote(), what=f"agent {name!r}"))
+            for name, h in self._agents.items()
+        }
+        done, waiting = await asyncio.wait(fetches.values(), timeout=self.start_timeout_s)
+        if waiting:
+            for fut in waiting:
+                fut.cancel()
+            stuck = [cls for cls in self.agent_classes if fetches[cls.name] in waiting]
+            wants = "; ".join(f"{cls.name}: {cls.resources.model_dump()}" for cls in stuck)
+            raise PlacementError(
+                f"agents not placed within {self.start_timeout_s:g}s: {wants}; "
+                f"the cluster offers {ray.cluster_resources()}"
+            )
+        return [fetches[name].result() for name in self._agents]
 
     def _spawn(self, cls: type[Agent]) -> ActorHandle:
         res = cls.resources

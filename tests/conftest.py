@@ -14,11 +14,13 @@ from .mesh_agents import DOCS, FLAKY, POLICY, Echo, Joiner, Left, Right, Tooler
 
 # Logical CPUs for Ray's accounting; the machine has 2 cores. The llama model service asks for 1.
 TEST_NUM_CPUS = 4
+# The test node's labels, for placement tests.
+TEST_LABELS = {"zone": "lab"}
 
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    started = ensure_ray(num_cpus=TEST_NUM_CPUS)
+    started = ensure_ray(num_cpus=TEST_NUM_CPUS, labels=TEST_LABELS)
     yield
     if started:
         ray.shutdown()

@@ -35,6 +35,7 @@ PUBLIC = {
     "NodeStatus",
     "Plan",
     "PlanStep",
+    "PlacementError",
     "PlanValidationError",
     "Planner",
     "PlanningError",

@@ -60,6 +60,7 @@ class LlamaCppBackend(ModelBackend):
         _install_log_filter(llama_cpp)
         self.path = path
         self.n_threads = n_threads
+        self.seed = seed
         try:
             self._llama = llama_cpp.Llama(
                 model_path=path,
@@ -99,7 +100,7 @@ class LlamaCppBackend(ModelBackend):
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 stop=list(request.stop),
-                seed=request.seed,
+                seed=self.seed if request.seed is None else request.seed,
                 grammar=grammar,
             )
         except ValueError as exc:  # e.g. the prompt does not fit the context window
