@@ -162,11 +162,11 @@ class Mesh:
 
     async def _await_placement(self) -> list[bytes]:
         """Every agent's card, once its actor runs; PlacementError for those that never do."""
-        fetches = {
+        fetches: dict[str, asyncio.Future[bytes]] = {
             name: asyncio.ensure_future(await_ray(h.card.remote(), what=f"agent {name!r}"))
             for name, h in self._agents.items()
         }
-        done, waiting = await asyncio.wait(fetches.values(), timeout=self.start_timeout_s)
+        _, waiting = await asyncio.wait(fetches.values(), timeout=self.start_timeout_s)
         if waiting:
             for fut in waiting:
                 fut.cancel()

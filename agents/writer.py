@@ -42,9 +42,7 @@ class Writer(Agent):
         # A base model continues text rather than following instructions: give it a sentence
         # to finish.
         lead = f"In short, {topic} means"
-        completion = await self.generate(
-            f"{facts}\n\n{lead}", max_tokens=40, stop=["\n", "\n\n"]
-        )
+        completion = await self.generate(f"{facts}\n\n{lead}", max_tokens=40, stop=["\n", "\n\n"])
         summary = f"{lead}{completion.text.rstrip()}"
         sections = [
             f"{heading}\n{source.text}"

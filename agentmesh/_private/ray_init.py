@@ -5,30 +5,45 @@ from __future__ import annotations
 import os
 
 import ray
+from ray._private import ray_constants
 
 __all__ = ["ensure_ray"]
+
+_LOCAL_ONLY = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _keep_on_loopback() -> None:
+    """Make an embedded Ray bind 127.0.0.1 only.
+
+    Ray 2.60 otherwise advertises and listens on the machine's outside address. Setting the
+    variable to 0 keeps every socket on loopback (seen here, see shared/notes/library-facts.md),
+    but Ray reads it once, at import, and ``import ray`` usually happened before this runs; so
+    the constant it was read into is set too. Its own processes inherit the variable.
+    """
+    os.environ.setdefault(_LOCAL_ONLY, "0")
+    if os.environ[_LOCAL_ONLY] == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def ensure_ray(
     *, address: str | None = None, num_cpus: int | None = None, labels: dict[str, str] | None = None
 ) -> bool:
-    """Start an embedded local Ray (no address) or join a cluster; return True if we started it.
+    """Start an embedded local Ray (no address) or join a cluster; return True if we connected.
 
     An already initialised Ray session is reused as it is (tests share one per session).
     """
     if ray.is_initialized():
         return False
-    # Ray 2.60 otherwise binds the machine's outside address; this keeps a local session on
-    # 127.0.0.1 (seen on these machines, see shared/notes/library-facts.md).
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if address is None:
+        _keep_on_loopback()
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
             labels=labels,
-            log_to_driver=True,
             configure_logging=False,
         )
     else:
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
+        if address.startswith(("127.", "localhost:", "[::1]")):
+            _keep_on_loopback()  # a cluster on this machine: the driver stays on loopback too
+        ray.init(address=address, configure_logging=False)
     return True
