@@ -19,7 +19,7 @@ import networkx as nx
 from a2a.types import Task
 from pydantic import BaseModel, JsonValue
 
-from agentmesh.errors import AgentMeshError, RunError, RunFailedError, UserError
+from agentmesh.errors import RunError, RunFailedError, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 
@@ -118,7 +118,7 @@ async def execute(
                 args = dict(step.args)
                 args.update({p: _resolve(ref, outputs) for p, ref in step.inputs.items()})
                 output, task = await send(step.agent, step.skill, args, context_id=run_id)
-            except AgentMeshError as exc:
+            except Exception as exc:  # recorded on the node, never lost with the task
                 record.ended_at = time.time()
                 record.error = ErrorInfo(type=type(exc).__name__, message=str(exc))
                 if isinstance(exc, RunError) and record.attempts <= max_retries:

@@ -10,7 +10,7 @@ import ray
 from agentmesh import Mesh, ScriptedError, ScriptedModel
 from agentmesh._private.ray_init import ensure_ray
 
-from .mesh_agents import DOCS, FLAKY, POLICY, Echo, Joiner, Left, Right, Tooler
+from .mesh_agents import DOCS, FLAKY, PLANNER_REPLIES, POLICY, Echo, Joiner, Left, Right, Tooler
 
 # Logical CPUs for Ray's accounting; the machine has 2 cores. The llama model service asks for 1.
 TEST_NUM_CPUS = 4
@@ -30,9 +30,13 @@ def ray_session() -> Iterator[None]:
 async def mesh(ray_session: None) -> AsyncIterator[Mesh]:
     """One mesh of the test agents for the session (tests that break a mesh start their own).
 
-    Its scripted model is consumed by tests/test_mesh.py::test_scripted_model_through_the_mesh.
+    Its scripted models are consumed by tests/test_mesh.py::test_scripted_model_through_the_mesh
+    and tests/test_run.py::test_model_plan_through_the_mesh.
     """
-    model = ScriptedModel(["a scripted answer", ScriptedError(message="model broke")])
+    models = {
+        "scripted": ScriptedModel(["a scripted answer", ScriptedError(message="model broke")]),
+        "planner": ScriptedModel(PLANNER_REPLIES),
+    }
     agents = [Echo, Left, Right, Tooler, Joiner]
-    async with Mesh(agents, tools=[DOCS, FLAKY], models={"scripted": model}, policy=POLICY) as m:
+    async with Mesh(agents, tools=[DOCS, FLAKY], models=models, policy=POLICY) as m:
         yield m

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from agentmesh import Mesh, NodeStatus, Plan, PlanStep, PlanValidationError, RunFailedError
+from agentmesh import (
+    Mesh,
+    ModelPlanner,
+    NodeStatus,
+    Plan,
+    PlanStep,
+    PlanValidationError,
+    RunFailedError,
+)
 from agentmesh.planner import TemplatePlanner
 
 
@@ -74,3 +82,14 @@ async def test_invalid_template_plan_runs_nothing(mesh: Mesh) -> None:
     planner = fixed(PlanStep(id="x", agent="left", skill="nope"))
     with pytest.raises(PlanValidationError, match="no skill 'nope'"):
         await mesh.run("bad", planner=planner)
+
+
+async def test_model_plan_through_the_mesh(mesh: Mesh) -> None:
+    """The planner's model runs in the mesh's model service; its bad plan is sent back."""
+    result = await mesh.run("say planned", planner=ModelPlanner("planner", max_attempts=2))
+    assert result.output == "planned"
+    handle = mesh.model_handle("planner")
+    calls = await handle.calls.remote()
+    assert len(calls) == 2 and "has no skill 'jump'" in calls[1].prompt
+    assert "left" in calls[0].prompt and "echo" in calls[0].prompt  # the catalog was offered
+    await handle.assert_consumed.remote()

@@ -13,6 +13,7 @@ import json
 import pickle
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -464,6 +465,24 @@ def test_base64_findings_are_marked_and_carry_the_decoded_excerpt() -> None:
     rules = {f.rule for f in findings}
     assert "base64:role.mode_switch" in rules
     assert any("developer mode" in f.excerpt for f in findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#" * 100_000,  # a run the markdown-header rule once re-scanned from every position
+        "![x](http://a?" * 7_000,  # image links that never close
+        "a." * 50_000 + "ab",  # a spaced-letter run that fails at its very end
+        "<!-- ai " * 12_000,
+        "send the api key " * 6_000,  # secrets without a destination
+        "[" * 50_000 + "]" * 50_000,  # JSON nested too deep to walk
+    ],
+    ids=["hashes", "images", "dotted", "comments", "send", "deep-json"],
+)
+def test_scanner_stays_fast_on_adversarial_input(text: str) -> None:
+    started = time.perf_counter()
+    scan_text(text)
+    assert time.perf_counter() - started < 2.0  # linear: ~0.1 s here; quadratic: minutes
 
 
 def test_score_combines_independent_evidence() -> None:

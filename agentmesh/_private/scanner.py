@@ -72,9 +72,12 @@ _SECRET = (
     r"|(?:conversation|chat)\s+history)"
 )
 _DEST = (
-    r"(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"(?:https?://|ftp://|www\.)\S+|(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+"
     r"|\b(?:webhook|pastebin|ngrok|requestbin|pipedream|interactsh)\S*"
 )
+# URL characters; brackets and quotes end a URL, so a scan never runs into the next link.
+_URL_PATH = r"[^)\s\[\]<>\"'?{]"
+_URL_QUERY = r"[^)\s\[\]<>\"']"
 _IMG_DATA = (
     r"(?:\{|\$|%7b|%24|\b(?:data|d|secret|password|pass|pwd|chat"
     r"|history|conversation|msg|message|content|payload|info|q|leak|exfil|email|ssn)=)"
@@ -195,8 +198,8 @@ RULES: tuple[Rule, ...] = (
         "role_hijack",
         0.7,
         _rx(
-            r"#{2,}\s*(?:new\s+)?(?:system|developer|admin)(?:\s+(?:prompt|message|instructions?"
-            r"|override|note))?\s*:"
+            r"(?<!#)#{2,}[ \t]*(?:new\s+)?(?:system|developer|admin)"
+            r"(?:\s+(?:prompt|message|instructions?|override|note))?\s*:"
         ),
     ),
     Rule(
@@ -264,7 +267,7 @@ RULES: tuple[Rule, ...] = (
         0.85,
         _rx(
             r"\b(?:send|upload|post|forward|transmit|exfiltrate|leak|e-?mail|mail|share|copy"
-            r"|paste|submit|push|pipe|dump|write)\b[\s\S]{0,100}?" + _SECRET + r"[\s\S]{0,120}?"
+            r"|paste|submit|push|pipe|dump|write)\b[\s\S]{0,80}?" + _SECRET + r"[\s\S]{0,100}?"
             r"(?:" + _DEST + r")"
         ),
     ),
@@ -275,8 +278,8 @@ RULES: tuple[Rule, ...] = (
         _rx(
             r"\b(?:curl|wget|nc|ncat|netcat|scp|rsync|invoke-webrequest|iwr)\b[^\n]{0,160}?"
             r"(?:~/\.ssh|\bid_rsa|\bid_ed25519|@\.env\b|/etc/passwd|/etc/shadow|\.aws/credentials"
-            r"|\$\(\s*(?:env|printenv|cat\b)[^)]*\)|`(?:env|printenv|cat\b)[^`]*`)"
-            r"|\b(?:env|printenv|cat\s+\S*(?:\.env|id_rsa|credentials|\.ssh\S*))\s*\|\s*"
+            r"|\$\(\s*(?:env|printenv|cat\b)[^)\n]{0,200}\)|`(?:env|printenv|cat\b)[^`\n]{0,200}`)"
+            r"|\b(?:env|printenv|cat\s+\S{0,200}?(?:\.env|id_rsa|credentials|\.ssh)\S{0,200})\s?\|\s?"
             r"(?:curl|wget|nc|ncat|netcat)\b"
         ),
     ),
@@ -285,17 +288,16 @@ RULES: tuple[Rule, ...] = (
         "exfiltration",
         0.75,
         _rx(
-            r"!\[[^\]\n]{0,200}\]\(\s*<?https?://[^)\s]*?(?:\?[^)\s]*?"
-            + _IMG_DATA
-            + r"|\{\w+\})|<img\b[^>]{0,200}?\bsrc\s*=\s*[\"']?https?://[^\"'\s>]*?\?[^\"'\s>]*?"
-            + _IMG_DATA
+            rf"!\[[^\]\n]{{0,200}}\]\(\s*<?https?://(?:{_URL_PATH}*\?{_URL_QUERY}{{0,2000}}?"
+            rf"{_IMG_DATA}|{_URL_PATH}*\{{\w{{1,64}}\}})|<img\b[^>]{{0,200}}?\bsrc\s*=\s*[\"']?"
+            rf"https?://{_URL_PATH}*\?{_URL_QUERY}{{0,2000}}?{_IMG_DATA}"
         ),
     ),
     Rule(
         "exfil.markdown_image_query",
         "exfiltration",
         0.2,
-        _rx(r"!\[[^\]\n]{0,200}\]\(\s*<?https?://[^)\s?]+\?[^)\s]+\)"),
+        _rx(rf"!\[[^\]\n]{{0,200}}\]\(\s*<?https?://{_URL_PATH}+\?{_URL_QUERY}{{1,2000}}\)"),
     ),
     Rule(
         "exfil.embed_secret",
@@ -339,10 +341,7 @@ RULES: tuple[Rule, ...] = (
         "hidden.html_comment",
         "hidden_text",
         0.4,
-        _rx(
-            r"<!--[\s\S]{0,300}?\b(?:ai|assistant|llm|chatbot|language\s+model)\b"
-            r"[\s\S]{0,300}?-->"
-        ),
+        _rx(r"<!--[^>]{0,300}?\b(?:ai|assistant|llm|chatbot|language\s+model)\b"),
     ),
 )
 
@@ -381,8 +380,10 @@ _HOMOGLYPHS = str.maketrans(
 _HOMOGLYPH_CHARS = frozenset("аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ")
 _WORD = re.compile(r"\w+")
 # Three or more single letters joined by one repeated separator: "i.g.n.o.r.e", "i g n o r e".
+# Each element checks its own end, so a failed run never backtracks (linear time).
+_SINGLE = r"[^\W_](?![^\W_])"
 _SPACED = re.compile(
-    r"(?<![^\W_])[^\W_]([ .\-_*|+~·•/:,])[^\W_](?:\1[^\W_])+(?:\1(?=\s|$))?(?![^\W_])"
+    rf"(?<![^\W_]){_SINGLE}([ .\-_*|+~·•/:,]){_SINGLE}(?:\1{_SINGLE})+(?:\1(?=\s|$))?"
 )
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _LEET = str.maketrans("0134578@$!|l", "oieastbasiii")
@@ -481,7 +482,7 @@ def _as_text(text: str) -> str:
     if text.lstrip()[:1] in ("{", "["):
         try:
             return "\n".join(_json_strings(json.loads(text)))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to walk
             pass
     return text
 
