@@ -13,9 +13,9 @@ import contextlib
 import fnmatch
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import ray
 from a2a.types import AgentCard
@@ -29,20 +29,24 @@ from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.tool_gateway import ToolGateway
 from agentmesh.agent import Agent
 from agentmesh.errors import (
+    AgentUnavailableError,
     ConfigError,
+    ModelError,
     PlacementError,
     UnknownAgentError,
     UnknownModelError,
     UnknownToolError,
 )
 from agentmesh.executor import RunResult, execute
-from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
+from agentmesh.inference import GenerateRequest, GenerateResponse, ModelInfo, ModelSpec
 from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols import a2a
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.security import Decision, Policy, QuarantineItem, SecurityMonitor, load_policy
 
 __all__ = ["USER", "Mesh"]
+
+T = TypeVar("T")
 
 #: The principal the driver speaks as (Mesh.call and the plan executor).
 USER = "user"
@@ -146,11 +150,19 @@ class Mesh:
             self._models[name] = launch_model_service(name, spec)
         for cls in self.agent_classes:
             self._agents[cls.name] = self._spawn(cls)
-        raw_cards = await self._await_placement()
-        self._cards = {
-            name: AgentCard.FromString(raw)
-            for name, raw in zip(self._agents, raw_cards, strict=True)
+        # A model that cannot load fails the start, not the first agent that uses it.
+        await self._await_started(
+            {f"model {n!r}": self._load_probe(n, h) for n, h in self._models.items()},
+            {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in self.model_specs.items()},
+        )
+        card_probes: dict[str, Awaitable[bytes]] = {
+            name: await_ray(handle.card.remote(), what=f"agent {name!r}")
+            for name, handle in self._agents.items()
         }
+        raw_cards = await self._await_started(
+            card_probes, {cls.name: str(cls.resources.model_dump()) for cls in self.agent_classes}
+        )
+        self._cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
         directory = {
             name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))
             for name, handle in self._agents.items()
@@ -160,23 +172,31 @@ class Mesh:
         )
         self._router = Router(USER, directory, self._security)
 
-    async def _await_placement(self) -> list[bytes]:
-        """Every agent's card, once its actor runs; PlacementError for those that never do."""
-        fetches: dict[str, asyncio.Future[bytes]] = {
-            name: asyncio.ensure_future(await_ray(h.card.remote(), what=f"agent {name!r}"))
-            for name, h in self._agents.items()
-        }
-        _, waiting = await asyncio.wait(fetches.values(), timeout=self.start_timeout_s)
+    async def _await_started(
+        self, probes: dict[str, Awaitable[T]], wants: dict[str, str]
+    ) -> dict[str, T]:
+        """Await each actor's first answer; PlacementError naming those that never start."""
+        futures = {name: asyncio.ensure_future(probe) for name, probe in probes.items()}
+        if not futures:
+            return {}
+        _, waiting = await asyncio.wait(futures.values(), timeout=self.start_timeout_s)
         if waiting:
             for fut in waiting:
                 fut.cancel()
-            stuck = [cls for cls in self.agent_classes if fetches[cls.name] in waiting]
-            wants = "; ".join(f"{cls.name}: {cls.resources.model_dump()}" for cls in stuck)
+            stuck = "; ".join(f"{n}: {wants[n]}" for n, f in futures.items() if f in waiting)
             raise PlacementError(
-                f"agents not placed within {self.start_timeout_s:g}s: {wants}; "
+                f"not placed within {self.start_timeout_s:g}s: {stuck}; "
                 f"the cluster offers {ray.cluster_resources()}"
             )
-        return [fetches[name].result() for name in self._agents]
+        return {name: fut.result() for name, fut in futures.items()}
+
+    @staticmethod
+    async def _load_probe(name: str, handle: ActorHandle) -> ModelInfo:
+        try:
+            info: ModelInfo = await await_ray(handle.info.remote(), what=f"model {name!r}")
+        except AgentUnavailableError as exc:  # its constructor (the model load) raised
+            raise ModelError(f"model {name!r} failed to load: {exc}") from None
+        return info
 
     def _spawn(self, cls: type[Agent]) -> ActorHandle:
         res = cls.resources

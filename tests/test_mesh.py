@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 import ray
@@ -85,6 +86,7 @@ async def test_agent_to_agent_message_allowed_and_forbidden(mesh: Mesh) -> None:
 async def test_injection_in_a_reply_is_quarantined_not_lost(mesh: Mesh) -> None:
     with pytest.raises(ContentQuarantined) as info:
         await mesh.call("echo", "inject")
+    assert "previous instructions" not in str(info.value).lower()  # the error quotes no attack
     qid = info.value.decision.quarantine_id
     held = {item.id: item for item in await mesh.quarantine()}
     assert INJECTION in held[qid].content
@@ -122,13 +124,17 @@ async def test_scripted_model_through_the_mesh(mesh: Mesh) -> None:
     await handle.assert_consumed.remote()
 
 
-async def test_bad_mesh_configurations(ray_session: None) -> None:
+async def test_bad_mesh_configurations(ray_session: None, tmp_path: Path) -> None:
     with pytest.raises(UnknownModelError):
         Mesh([Echo], policy=POLICY)  # Echo uses model "scripted", none configured
     with pytest.raises(ModelNotFoundError, match=r"missing\.gguf"):
         await Mesh(
             [Left], models={"m": LlamaCppModel(path="/nonexistent/missing.gguf")}, policy=POLICY
         ).start()
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelError, match="failed to load"):
+        await Mesh([Left], models={"m": LlamaCppModel(path=str(corrupt))}, policy=POLICY).start()
     bad = StdioServer(name="broken", command=[sys.executable, "-c", "import sys; sys.exit(2)"])
     with pytest.raises(ToolServerStartError, match="broken"):
         await Mesh([Left], tools=[bad], policy=POLICY).start()

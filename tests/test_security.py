@@ -589,6 +589,8 @@ def test_log_is_bounded_but_seq_keeps_counting() -> None:
     assert [d.seq for d in monitor.decisions()] == [3, 4, 5]
     assert [d.seq for d in monitor.decisions(since=4)] == [5]
     assert [d.seq for d in monitor.decisions(since=1)] == [3, 4, 5]
+    with pytest.raises(ValueError, match="max_decisions"):
+        SecurityMonitor(monitor.policy, max_decisions=0)
 
 
 def test_concurrent_vets_get_unique_contiguous_seqs(monitor: SecurityMonitor) -> None:

@@ -68,7 +68,9 @@ def screen(gate: Judgement, content: str, policy: Policy, setting: str) -> Judge
     if value < threshold:
         reason = f"{gate.reason}; scanner score {value:.2f} < threshold {threshold:.2f}"
         return gate._replace(reason=reason, findings=findings)
-    evidence = "; ".join(f"{f.rule} ({f.score:.2f}) on {f.excerpt!r}" for f in findings[:3])
+    # Rule names only: the reason travels in error messages, so it must not quote the hostile
+    # text it refused (the excerpts stay in ``findings`` for reviewers).
+    evidence = ", ".join(f"{f.rule} ({f.score:.2f})" for f in findings[:3])
     flagged = f"scanner score {value:.2f} >= threshold {threshold:.2f}: {evidence}"
     if action == _ALLOW:
         reason = f"{gate.reason}; {flagged} (let through: scanning.{setting} is allow)"

@@ -43,18 +43,21 @@ def none_to(empty: type) -> BeforeValidator:
 
 
 def check_glob(pattern: str) -> str:
+    """Names never hold whitespace, so a glob with some is a typo that would match nothing."""
     if not pattern or any(c.isspace() for c in pattern):
         raise ValueError(f"glob {pattern!r} must be non-empty and contain no whitespace")
     return pattern
 
 
 def check_tool_glob(pattern: str) -> str:
+    """Tools are "server.tool"; a bare "fs" would silently grant nothing."""
     if pattern != "*" and "." not in check_glob(pattern):
         raise ValueError(f"tool glob {pattern!r} must look like 'server.tool' (e.g. 'fs.*')")
     return pattern
 
 
 def check_rule_names(names: list[str]) -> list[str]:
+    """A misspelt rule to disable must fail loudly, not leave the false positive in place."""
     unknown = sorted(set(names) - RULE_NAMES - CATEGORIES)
     if unknown:
         raise ValueError(
@@ -64,6 +67,7 @@ def check_rule_names(names: list[str]) -> list[str]:
 
 
 def available_packs() -> list[str]:
+    """The bundled packs, named in every "not found" error so the user sees the choices."""
     root = importlib.resources.files(_PACKAGE)
     return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
 
