@@ -17,7 +17,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+# stdio MCP servers run sandboxed by default (bubblewrap): root installs it; others are told how.
 install: $(STAMP)
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (the sandbox of stdio MCP servers) with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }; \
+	  else \
+	    echo "agentmesh: bubblewrap (bwrap) is not installed. Stdio MCP servers run sandboxed by" >&2; \
+	    echo "  default and will not start without it (SandboxUnavailableError). Install it:" >&2; \
+	    echo "  sudo apt-get install bubblewrap   (Debian/Ubuntu; dnf/pacman/apk: same name)" >&2; \
+	  fi; }
 
 demo: install
 	$(VENV)/bin/agentmesh demo

@@ -21,15 +21,20 @@ from agentmesh.errors import (
     PolicyError,
     RunError,
     RunFailedError,
+    SandboxUnavailableError,
     ScriptExhaustedError,
     SecurityDenied,
     SkillFailedError,
     SkillInputError,
+    ToolArgumentsError,
     ToolCallBlocked,
     ToolCallError,
     ToolError,
+    ToolNotApprovedError,
+    ToolResultTooLargeError,
     ToolServerDiedError,
     ToolServerStartError,
+    ToolTimeoutError,
     UnknownAgentError,
     UnknownModelError,
     UnknownSkillError,
@@ -51,6 +56,7 @@ from agentmesh.inference import (
     ToolSpec,
     default_model_path,
 )
+from agentmesh.mcp_server import build_mcp_server, serve_mcp
 from agentmesh.mesh import USER, Mesh
 from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, TemplatePlanner
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
@@ -63,6 +69,7 @@ from agentmesh.security import (
     Verdict,
     load_policy,
 )
+from agentmesh.tools import ToolLimits
 
 __version__ = "0.1.0"
 
@@ -106,6 +113,7 @@ __all__ = [
     "RunError",
     "RunFailedError",
     "RunResult",
+    "SandboxUnavailableError",
     "ScriptExhaustedError",
     "ScriptedError",
     "ScriptedModel",
@@ -117,15 +125,20 @@ __all__ = [
     "SkillInputError",
     "StdioServer",
     "TemplatePlanner",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallBlocked",
     "ToolCallError",
     "ToolError",
     "ToolInfo",
+    "ToolLimits",
+    "ToolNotApprovedError",
     "ToolResult",
+    "ToolResultTooLargeError",
     "ToolServerDiedError",
     "ToolServerStartError",
     "ToolSpec",
+    "ToolTimeoutError",
     "UnknownAgentError",
     "UnknownModelError",
     "UnknownSkillError",
@@ -133,7 +146,9 @@ __all__ = [
     "UserError",
     "Verdict",
     "__version__",
+    "build_mcp_server",
     "default_model_path",
     "load_policy",
+    "serve_mcp",
     "skill",
 ]

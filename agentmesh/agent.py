@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from agentmesh._private.schema import SkillSchema, build_skill_schema, parse_docstring
 from agentmesh.errors import AgentDefinitionError, AgentMeshError
 from agentmesh.inference import GenerateResponse
-from agentmesh.protocols.mcp import ToolResult
+from agentmesh.protocols.mcp import ToolInfo, ToolResult
 
 __all__ = ["Agent", "AgentContext", "Resources", "skill"]
 
@@ -48,6 +48,8 @@ class AgentContext(Protocol):
     async def call(self, agent: str, skill: str, args: dict[str, JsonValue]) -> JsonValue: ...
 
     async def use_tool(self, tool: str, args: dict[str, JsonValue]) -> ToolResult: ...
+
+    async def list_tools(self) -> list[ToolInfo]: ...
 
     async def generate(
         self,
@@ -169,6 +171,10 @@ class Agent:
     async def use_tool(self, tool: str, /, **args: Any) -> ToolResult:
         """Call an MCP tool ("server.tool") the policy grants this agent."""
         return await self.context.use_tool(tool, args)
+
+    async def list_tools(self) -> list[ToolInfo]:
+        """The MCP tools the policy grants this agent (it sees no others)."""
+        return await self.context.list_tools()
 
     async def generate(
         self,

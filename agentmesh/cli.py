@@ -13,6 +13,8 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from agentmesh._private.cli_serve import serve
+from agentmesh._private.cli_tools import tools_app
 from agentmesh.errors import AgentMeshError
 from agentmesh.executor import RunResult
 from agentmesh.security import Decision
@@ -128,6 +130,15 @@ def agents(
         iface = card.supported_interfaces[0]
         table.add_row(card.name, card.description.splitlines()[0], skills, iface.url)
     console.print(table)
+
+
+app.add_typer(
+    tools_app,
+    name="tools",
+    help="Tool definitions: pins, poisoning findings, approvals and rug-pull diffs.",
+)
+
+app.command()(serve)
 
 
 def main() -> None:

@@ -31,15 +31,20 @@ __all__ = [
     "PolicyError",
     "RunError",
     "RunFailedError",
+    "SandboxUnavailableError",
     "ScriptExhaustedError",
     "SecurityDenied",
     "SkillFailedError",
     "SkillInputError",
+    "ToolArgumentsError",
     "ToolCallBlocked",
     "ToolCallError",
     "ToolError",
+    "ToolNotApprovedError",
+    "ToolResultTooLargeError",
     "ToolServerDiedError",
     "ToolServerStartError",
+    "ToolTimeoutError",
     "UnknownAgentError",
     "UnknownModelError",
     "UnknownSkillError",
@@ -126,6 +131,25 @@ class UnknownToolError(UserError):
     """No connected MCP server offers a tool of that name."""
 
 
+class ToolNotApprovedError(UserError):
+    """A tool's current definition is not approved, so the gateway refuses it.
+
+    ``status`` is ``"new"`` (never approved), ``"changed"`` (differs from the approved, pinned
+    definition: a rug pull until someone re-approves it) or ``"flagged"`` (the definition looks
+    poisoned). Review with ``agentmesh tools diff`` and approve with ``agentmesh tools approve``.
+    """
+
+    def __init__(self, tool: str, *, status: str, reason: str) -> None:
+        super().__init__(f"tool {tool!r} is not approved ({status}): {reason}")
+        self.tool = tool
+        self.status = status
+        self.reason = reason
+
+
+class ToolArgumentsError(UserError):
+    """Tool arguments fail the tool's input schema or exceed the configured size bound."""
+
+
 class PlanValidationError(UserError):
     """A plan failed validation: schema, unknown skills, cycles or dangling inputs."""
 
@@ -168,12 +192,27 @@ class ToolServerStartError(ToolError):
     """An MCP server could not be started or did not complete its handshake."""
 
 
+class SandboxUnavailableError(ToolServerStartError):
+    """A stdio MCP server must run sandboxed, but bubblewrap (or prlimit/setpriv) is missing.
+
+    The message says how to install it, or how to opt that one server out (``unsandboxed``).
+    """
+
+
 class ToolServerDiedError(ToolError):
     """An MCP server went away while the mesh was using it."""
 
 
 class ToolCallError(ToolError):
     """The MCP server answered a tool call with an error result."""
+
+
+class ToolTimeoutError(ToolError):
+    """A tool call ran past its time limit (the gateway restarts the server behind it)."""
+
+
+class ToolResultTooLargeError(ToolError):
+    """A tool's result exceeds the configured size bound; it is refused, not truncated."""
 
 
 class ModelError(RunError):

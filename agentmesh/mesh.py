@@ -26,7 +26,8 @@ from agentmesh._private.host import AgentHost
 from agentmesh._private.model_service import launch_model_service
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.router import Peer, Router, await_ray
-from agentmesh._private.tool_gateway import ToolGateway
+from agentmesh._private.security_actor import SecurityActor
+from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.errors import (
     AgentUnavailableError,
@@ -42,7 +43,8 @@ from agentmesh.inference import GenerateRequest, GenerateResponse, ModelInfo, Mo
 from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols import a2a
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
-from agentmesh.security import Decision, Policy, QuarantineItem, SecurityMonitor, load_policy
+from agentmesh.security import Decision, Policy, QuarantineItem, load_policy
+from agentmesh.tools import ToolLimits
 
 __all__ = ["USER", "Mesh"]
 
@@ -65,6 +67,7 @@ class Mesh:
         max_retries: how often the executor re-runs a node after a run failure.
         start_timeout_s: how long every actor may take to be placed and start; past it,
             start raises PlacementError naming the agents still waiting.
+        tool_limits: size bounds and timeout of every tool call.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Mesh:
         num_cpus: int | None = None,
         max_retries: int = 0,
         start_timeout_s: float = 120.0,
+        tool_limits: ToolLimits | None = None,
     ) -> None:
         if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
             raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
@@ -105,9 +109,12 @@ class Mesh:
         self.num_cpus = num_cpus
         self.max_retries = max_retries
         self.start_timeout_s = start_timeout_s
+        limits = tool_limits or ToolLimits()
+        if limits.pins_path is None:  # resolved here: actors may run in another directory
+            limits = limits.model_copy(update={"pins_path": str(default_pins_path().resolve())})
+        self.tool_limits = limits
         self._started_ray = False
         self._security: ActorHandle | None = None
-        self._gateway: ActorHandle | None = None
         self._models: dict[str, ActorHandle] = {}
         self._agents: dict[str, ActorHandle] = {}
         self._cards: dict[str, AgentCard] = {}
@@ -138,13 +145,14 @@ class Mesh:
         return self
 
     async def _start_actors(self) -> None:
-        security_cls = ray.remote(num_cpus=0)(SecurityMonitor)
-        self._security = cast(ActorHandle, security_cls.remote(self.policy))
+        security_cls = ray.remote(num_cpus=0)(SecurityActor)
+        security = cast(
+            ActorHandle,
+            security_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
+        )
+        self._security = security
         if self.servers:
-            gateway_cls = ray.remote(num_cpus=0)(ToolGateway)
-            gateway = cast(ActorHandle, gateway_cls.remote(self.servers, security=self._security))
-            self._gateway = gateway
-            self._tools = await await_ray(gateway.start.remote(), what="tool gateway")
+            self._tools = await await_ray(security.start_tools.remote(), what="security actor")
             self._check_declared_tools()
         for name, spec in self.model_specs.items():
             self._models[name] = launch_model_service(name, spec)
@@ -210,9 +218,7 @@ class Mesh:
         if res.labels:
             options["label_selector"] = dict(res.labels)
         actor_cls = ray.remote(AgentHost).options(**options)
-        handle = actor_cls.remote(
-            cls, security=self._security, gateway=self._gateway, models=self._models
-        )
+        handle = actor_cls.remote(cls, security=self._security, models=self._models)
         return cast(ActorHandle, handle)
 
     def _check_declared_tools(self) -> None:
@@ -227,21 +233,16 @@ class Mesh:
 
     async def close(self) -> None:
         """Stop the mesh's actors (and the embedded Ray, if this mesh started it)."""
-        if self._gateway is not None:
-            # a dead gateway has nothing left to close
+        if self._security is not None:
+            # a dead security actor has no MCP sessions left to close
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._gateway.close.remote(), timeout=10)
-        for handle in [
-            *self._agents.values(),
-            *self._models.values(),
-            self._gateway,
-            self._security,
-        ]:
+                await asyncio.wait_for(self._security.close.remote(), timeout=10)
+        for handle in [*self._agents.values(), *self._models.values(), self._security]:
             if handle is not None:
                 ray.kill(handle)
         self._agents.clear()
         self._models.clear()
-        self._gateway = self._security = self._router = None
+        self._security = self._router = None
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False

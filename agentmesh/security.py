@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from agentmesh._private import policy_io
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
+from agentmesh._private.sandbox import check_path
 from agentmesh._private.scanner import Finding
 from agentmesh.errors import ContentQuarantined, MessageBlocked, PolicyError, ToolCallBlocked
 
@@ -31,6 +32,7 @@ __all__ = [
     "MessageRule",
     "Policy",
     "QuarantineItem",
+    "SandboxGrant",
     "ScanPolicy",
     "SecurityMonitor",
     "Verdict",
@@ -93,6 +95,25 @@ class ScanPolicy(_Strict):
     ] = []
 
 
+SandboxPaths = Annotated[
+    list[Annotated[str, AfterValidator(check_path)]],
+    BeforeValidator(lambda v: [] if v is None else policy_io.listify(v)),
+]
+
+
+class SandboxGrant(_Strict):
+    """What the sandbox of the stdio MCP servers matching a glob may have beyond their config.
+
+    ``writable`` and ``readable`` (absolute paths) are added to the server's own sandbox.
+    ``network`` is needed for a server to keep the network, and is not enough alone: its config
+    must ask for it too (``Sandbox(network=True)``). Every grant whose glob matches applies.
+    """
+
+    network: bool = False
+    writable: SandboxPaths = []
+    readable: SandboxPaths = []
+
+
 class Policy(_Strict):
     """A security policy; the principal ``user`` is the human/driver side of the mesh."""
 
@@ -102,6 +123,8 @@ class Policy(_Strict):
     messages: Annotated[list[MessageRule], policy_io.none_to(list)] = []
     tools: Annotated[dict[Glob, ToolGlobs], policy_io.none_to(dict)] = {}
     scanning: Annotated[ScanPolicy, policy_io.none_to(ScanPolicy)] = ScanPolicy()
+    sandbox: Annotated[dict[Glob, SandboxGrant], policy_io.none_to(dict)] = {}
+    """Server-name glob -> what those stdio MCP servers' sandboxes may have in addition."""
 
     def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
         """Index of the first message rule allowing this call, or None."""

@@ -17,18 +17,28 @@ from types import TracebackType
 from typing import Annotated, Literal, Self
 
 import mcp_types
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+)
 
 from agentmesh._private.mcp_connection import ServerConnection
+from agentmesh._private.sandbox import check_path, check_sandbox_available
 from agentmesh.errors import ConfigError, ToolError, ToolServerStartError, UnknownToolError
 
 __all__ = [
     "HttpServer",
     "McpClientPool",
     "McpServerConfig",
+    "Sandbox",
     "StdioServer",
     "ToolInfo",
     "ToolResult",
+    "unsandboxed_servers",
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -52,6 +62,40 @@ class _ServerBase(BaseModel):
         return name
 
 
+SandboxPath = Annotated[str, AfterValidator(check_path)]
+
+
+class Sandbox(BaseModel):
+    """What a stdio MCP server may touch; the default allows nothing beyond running.
+
+    The server runs under bubblewrap (see :mod:`agentmesh._private.sandbox`): its own
+    namespaces, a read-only view of only what the program needs, a private ``/tmp``, no
+    network, an environment of its own, and the limits below; under root, as a uid of its own.
+    Inside a mesh the policy's ``sandbox`` section may add paths; the network needs both
+    ``network=True`` here and a policy grant. Without a policy (a bare McpClientPool) this
+    config is the whole sandbox.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    network: bool = False
+    """Keep the host's network (without it: an empty network namespace, not even loopback)."""
+    writable: list[SandboxPath] = []
+    """Absolute paths bound read-write. A missing directory is created at start (mode 0700,
+    owned by the server's own sandbox uid when the mesh runs as root); an existing one is left
+    as it is, with a warning if that uid cannot write it."""
+    readable: list[SandboxPath] = []
+    """Extra absolute paths bound read-only (missing ones are skipped)."""
+    cpu_seconds: int = Field(default=600, gt=0)
+    """CPU time over the server's whole life; past it the kernel kills the server."""
+    memory_mb: int = Field(default=1024, gt=0)
+    """Address-space limit (virtual memory: a Python MCP server maps about 300-400 MB)."""
+    max_processes: int = Field(default=128, gt=0)
+    """Processes and threads the server's uid may have (a Python server runs about 5-10)."""
+    max_file_mb: int = Field(default=64, gt=0)
+    """The largest file the server may write, and the size of its private ``/tmp``."""
+
+
 class StdioServer(_ServerBase):
     """An MCP server the pool starts as a child process and talks to over stdin/stdout."""
 
@@ -59,8 +103,20 @@ class StdioServer(_ServerBase):
     command: list[str] = Field(min_length=1)
     """The argv: the first element is the program, the rest its arguments."""
     env: dict[str, str] = Field(default_factory=dict)
-    """Added to mcp's small safe default environment (PATH, HOME, ...), not to ours."""
+    """Added to the sandbox's few variables (PATH, HOME=/tmp, LANG, ...), never to ours;
+    unsandboxed, to mcp's small safe default environment."""
     cwd: str | None = None
+    """The server's working directory (bound read-only into its sandbox)."""
+    sandbox: Sandbox = Sandbox()
+    """The sandbox it runs in; see :class:`Sandbox`."""
+    unsandboxed: bool = False
+    """Run it as a plain child process with the launcher's user, files and network: an explicit
+    opt-out for a server you trust, logged as a warning every time it starts."""
+
+
+def unsandboxed_servers(servers: Sequence[StdioServer | HttpServer]) -> list[str]:
+    """Names of the stdio servers that opted out of the sandbox (for a warning)."""
+    return [s.name for s in servers if isinstance(s, StdioServer) and s.unsandboxed]
 
 
 class HttpServer(_ServerBase):
@@ -77,7 +133,11 @@ McpServerConfig = Annotated[StdioServer | HttpServer, Field(discriminator="trans
 
 
 class ToolInfo(BaseModel):
-    """A tool as its server listed it at connect time, under its qualified name."""
+    """A tool as its server last listed it (at connect or refresh), under its qualified name.
+
+    Every field but ``server`` and ``qualified_name`` is part of the definition a model reads:
+    :mod:`agentmesh._private.tool_vetting` pins it by hash and scans it for poisoning.
+    """
 
     server: str
     name: str
@@ -85,6 +145,9 @@ class ToolInfo(BaseModel):
     description: str
     input_schema: dict[str, JsonValue]
     output_schema: dict[str, JsonValue] | None = None
+    title: str | None = None
+    annotations: dict[str, JsonValue] | None = None
+    """The server's hints (``readOnlyHint``, ``destructiveHint``, ...) under their wire names."""
 
 
 class ToolResult(BaseModel):
@@ -108,6 +171,12 @@ def _tool_info(server: str, tool: mcp_types.Tool) -> ToolInfo:
         description=tool.description or "",
         input_schema=tool.input_schema,
         output_schema=tool.output_schema,
+        title=tool.title,
+        annotations=(
+            None
+            if tool.annotations is None
+            else tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+        ),
     )
 
 
@@ -136,6 +205,11 @@ class McpClientPool:
             raise ToolError("this McpClientPool is closed; make a new one")
         if self._started:
             return
+        boxed = [
+            s.name for s in self._configs.values() if s.transport == "stdio" and not s.unsandboxed
+        ]
+        if boxed:
+            check_sandbox_available(boxed)  # one SandboxUnavailableError for them all, at once
         self._started = True
         conns = {name: ServerConnection(cfg) for name, cfg in self._configs.items()}
         self._conns = conns
@@ -156,7 +230,7 @@ class McpClientPool:
             self._tools[name] = [_tool_info(name, t) for t in conn.tools]
 
     def tools(self) -> list[ToolInfo]:
-        """Every tool of every server, as listed when the server was (re)connected."""
+        """Every tool of every server, as listed when the server was (re)connected or refreshed."""
         return [info for infos in self._tools.values() for info in infos]
 
     async def call(
@@ -185,6 +259,11 @@ class McpClientPool:
             duration_s=time.perf_counter() - started,
         )
 
+    def alive(self, name: str) -> bool:
+        """Whether server ``name`` is connected and has not died since."""
+        conn = self._conns.get(name)
+        return conn is not None and conn.alive
+
     async def reconnect(self, name: str) -> None:
         """Close the named server's session (dead or alive) and connect it afresh."""
         if name not in self._configs:
@@ -196,6 +275,37 @@ class McpClientPool:
         self._conns[name] = conn  # dead until started: calls meanwhile fail fast
         await conn.start()
         self._tools[name] = [_tool_info(name, t) for t in conn.tools]
+
+    async def refresh(self, name: str | None = None) -> list[ToolInfo]:
+        """List the tools of one server (or of every server) again on the open sessions.
+
+        A server may change its tool definitions at any time. mcp 2.3.0 announces such a change
+        (``notifications/tools/list_changed``) only on a ``subscriptions/listen`` stream at
+        protocol 2026-07-28, which the pool does not hold open; so the owner re-lists: at start,
+        at :meth:`reconnect` and here (the gateway before approving). Returns the refreshed
+        servers' tools. A server that is gone keeps its previous listing and raises
+        ToolServerDiedError after the others are refreshed.
+        """
+        self._check_open()
+        if name is not None and name not in self._configs:
+            raise UnknownToolError(f"no MCP server named {name!r}; known: {sorted(self._configs)}")
+        names = [name] if name is not None else list(self._conns)
+        outcomes = await asyncio.gather(
+            *(self._conns[n].relist_tools(self._configs[n].start_timeout_s) for n in names),
+            return_exceptions=True,
+        )
+        failures: list[BaseException] = []
+        for server, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failures.append(outcome)
+            else:
+                self._tools[server] = [_tool_info(server, t) for t in outcome]
+        for failure in failures:
+            if not isinstance(failure, Exception):
+                raise failure  # CancelledError and friends go through untouched
+        if failures:
+            raise failures[0]
+        return [info for server in names for info in self._tools[server]]
 
     async def close(self) -> None:
         """Close every session and stop every stdio server; safe to call more than once."""

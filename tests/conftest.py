@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -16,6 +17,19 @@ from .mesh_agents import DOCS, FLAKY, PLANNER_REPLIES, POLICY, Echo, Joiner, Lef
 TEST_NUM_CPUS = 4
 # The test node's labels, for placement tests.
 TEST_LABELS = {"zone": "lab"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tool pins of test meshes go to a temporary folder, not the repository."""
+    path = tmp_path_factory.mktemp("agentmesh-state")
+    old = os.environ.get("AGENTMESH_STATE_DIR")
+    os.environ["AGENTMESH_STATE_DIR"] = str(path)
+    yield
+    if old is None:
+        os.environ.pop("AGENTMESH_STATE_DIR", None)
+    else:
+        os.environ["AGENTMESH_STATE_DIR"] = old
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 
 from agentmesh import Agent, Resources, StdioServer, skill
 
@@ -63,6 +63,11 @@ class Echo(Agent):
         return (await self.use_tool(tool, text="x")).text
 
     @skill
+    async def visible(self) -> list[str]:
+        """Qualified names of the tools this agent may see."""
+        return sorted(t.qualified_name for t in await self.list_tools())
+
+    @skill
     async def think(self, prompt: str) -> str:
         """Ask the scripted model."""
         return (await self.generate(prompt, max_tokens=8)).text
@@ -100,9 +105,14 @@ class Tooler(Agent):
     tools = ("docs.*", "flaky.*")
 
     @skill
-    async def call_tool(self, tool: str, args: dict[str, str]) -> str:
+    async def call_tool(self, tool: str, args: dict[str, JsonValue]) -> str:
         """Call an MCP tool and return its text."""
         return (await self.use_tool(tool, **args)).text
+
+    @skill
+    async def visible(self) -> list[str]:
+        """Qualified names of the tools this agent may see."""
+        return sorted(t.qualified_name for t in await self.list_tools())
 
 
 class Joiner(Agent):

@@ -44,8 +44,10 @@ def docs_server(name: str = "docs") -> StdioServer:
     return StdioServer(name=name, command=[PY, "-m", "agentmesh.examples.docs_server"])
 
 
-def flaky_server(name: str = "flaky") -> StdioServer:
-    return StdioServer(name=name, command=[PY, FLAKY])
+def flaky_server(name: str = "flaky", *, host_pids: bool = False) -> StdioServer:
+    """The flaky test server; ``host_pids`` runs it unsandboxed, for tests that kill or watch
+    its process from here (inside the sandbox's pid namespace its pid means nothing here)."""
+    return StdioServer(name=name, command=[PY, FLAKY], unsandboxed=host_pids)
 
 
 def process_gone(pid: int) -> bool:
@@ -117,6 +119,9 @@ async def test_tools_are_listed_with_qualified_names_and_schemas(pool: McpClient
         "flaky.die",
         "flaky.sleep",
         "flaky.pid",
+        "flaky.big",
+        "flaky.crash_once",
+        "flaky.instance",
     }
     search = tools["docs.search_docs"]
     assert (search.server, search.name) == ("docs", "search_docs")
@@ -249,7 +254,7 @@ async def test_server_without_handshake_times_out_with_its_stderr() -> None:
 
 
 async def test_server_dying_mid_call_fails_fast_until_reconnect() -> None:
-    async with McpClientPool([flaky_server()]) as pool:
+    async with McpClientPool([flaky_server(host_pids=True)]) as pool:
         old_pid = await server_pid(pool)
         started = time.monotonic()
         with pytest.raises(ToolServerDiedError) as info:
@@ -270,7 +275,7 @@ async def test_server_dying_mid_call_fails_fast_until_reconnect() -> None:
 
 
 async def test_killed_server_fails_the_call_in_flight() -> None:
-    async with McpClientPool([flaky_server()]) as pool:
+    async with McpClientPool([flaky_server(host_pids=True)]) as pool:
         pid = await server_pid(pool)
         in_flight = asyncio.create_task(pool.call("flaky.sleep", {"seconds": 30}))
         await asyncio.sleep(0.3)
@@ -289,7 +294,7 @@ async def test_killed_server_fails_the_call_in_flight() -> None:
 
 async def test_pool_started_closed_and_called_from_different_tasks() -> None:
     """As inside an async Ray actor: every method call is its own asyncio task."""
-    pool = McpClientPool([flaky_server("xtask")])
+    pool = McpClientPool([flaky_server("xtask", host_pids=True)])
     await asyncio.create_task(pool.start())
     pid = await asyncio.create_task(server_pid(pool, "xtask"))
     calls = [asyncio.create_task(pool.call("xtask.echo", {"text": str(i)})) for i in range(10)]

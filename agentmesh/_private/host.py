@@ -2,8 +2,8 @@
 
 The host decodes A2A skill calls, validates arguments against the skill's schema, runs the
 skill and answers with an A2A task. It also gives the agent its :class:`AgentContext`: calls to
-other agents (through the router and the security actor), tool calls (through the tool gateway,
-which asks the security actor) and model calls (through the model services).
+other agents (through the router and the security actor), tool calls (run by the security
+actor, which holds the MCP sessions) and model calls (through the model services).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from agentmesh.errors import (
     SkillInputError,
     UnknownModelError,
     UnknownSkillError,
-    UnknownToolError,
 )
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.protocols import a2a
-from agentmesh.protocols.mcp import ToolResult
+from agentmesh.protocols.mcp import ToolInfo, ToolResult
 
 __all__ = ["AgentHost", "validation_messages"]
 
@@ -57,12 +56,17 @@ class _HostContext:
         return result
 
     async def use_tool(self, tool: str, args: dict[str, JsonValue]) -> ToolResult:
-        if self._host.gateway is None:
-            raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
         result: ToolResult = await await_ray(
-            self._host.gateway.call.remote(self._host.name, tool, args), what="tool gateway"
+            self._host.security.call_tool.remote(self._host.name, tool, args),
+            what="security actor",
         )
         return result
+
+    async def list_tools(self) -> list[ToolInfo]:
+        tools: list[ToolInfo] = await await_ray(
+            self._host.security.tools_for.remote(self._host.name), what="security actor"
+        )
+        return tools
 
     async def generate(
         self,
@@ -98,12 +102,11 @@ class AgentHost:
         agent_cls: type[Agent],
         *,
         security: ActorHandle,
-        gateway: ActorHandle | None,
         models: Mapping[str, ActorHandle],
     ) -> None:
         self.agent = agent_cls()
         self.name = agent_cls.name
-        self.gateway = gateway
+        self.security = security
         self.models = dict(models)
         self.directory: dict[str, Peer] = {}
         self.router = Router(self.name, self.directory, security)

@@ -28,11 +28,13 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
+from agentmesh._private.sandbox import check_sandbox_available, sandboxed_argv
 from agentmesh.errors import (
     ToolCallError,
     ToolError,
     ToolServerDiedError,
     ToolServerStartError,
+    ToolTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -181,6 +183,16 @@ class ServerConnection:
 
     async def start(self) -> None:
         """Open the connection and list its tools; raise ToolServerStartError if it cannot."""
+        cfg = self.config
+        if cfg.transport == "stdio":
+            if cfg.unsandboxed:
+                logger.warning(
+                    "MCP server %r runs UNSANDBOXED (unsandboxed=True): it gets this process's "
+                    "user, files and network",
+                    self.name,
+                )
+            else:
+                check_sandbox_available(self.name)  # SandboxUnavailableError, typed, at once
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._owner = loop.create_task(self._own(), name=f"mcp-connection-{self.name}")
@@ -253,9 +265,15 @@ class ServerConnection:
     @asynccontextmanager
     async def _stdio_transport(self, cfg: StdioServer) -> AsyncIterator[TransportStreams]:
         assert self._stderr is not None
-        params = StdioServerParameters(
-            command=cfg.command[0], args=cfg.command[1:], env=dict(cfg.env) or None, cwd=cfg.cwd
-        )
+        if cfg.unsandboxed:
+            params = StdioServerParameters(
+                command=cfg.command[0], args=cfg.command[1:], env=dict(cfg.env) or None, cwd=cfg.cwd
+            )
+        else:
+            argv, env = sandboxed_argv(
+                cfg.command, cfg.sandbox, cwd=cfg.cwd, env=cfg.env, server=cfg.name
+            )
+            params = StdioServerParameters(command=argv[0], args=argv[1:], env=env)
         try:
             async with stdio_client(params, errlog=self._stderr.write_file) as (read, write):
                 self._stderr.close_write_end()  # the child holds its own copy now
@@ -319,6 +337,11 @@ class ServerConnection:
             self._ready.set_exception(self._start_error(cause))
             self._ready.exception()  # retrieved here too: start() may have stopped waiting
 
+    @property
+    def alive(self) -> bool:
+        """Connected, and the server has not gone away since."""
+        return self._client is not None and not self._dead.is_set()
+
     def died_error(self) -> ToolServerDiedError:
         cause = self._cause or "the connection is closing"
         return ToolServerDiedError(
@@ -353,11 +376,25 @@ class ServerConnection:
         if call.cancelled():
             if self._dead.is_set() or self._client is None:
                 raise self.died_error()
-            raise ToolError(f"{self.name}.{tool} timed out after {timeout_s}s")
+            raise ToolTimeoutError(f"{self.name}.{tool} timed out after {timeout_s}s")
         exc = call.exception()
         if exc is None:
             return call.result()
         raise self._map_error(tool, exc, timeout_s) from exc
+
+    async def relist_tools(self, timeout_s: float) -> list[mcp_types.Tool]:
+        """List the tools again on the open session: a server may change them at any time."""
+        client = self._client
+        if client is None or self._dead.is_set():
+            raise self.died_error()
+        try:
+            tools = await asyncio.wait_for(self._list_tools(client), timeout_s)
+        except TimeoutError:
+            raise ToolError(f"{self.name}: listing tools timed out after {timeout_s}s") from None
+        except Exception as exc:
+            raise self._map_error("tools/list", exc, timeout_s) from exc
+        self.tools = tools
+        return tools
 
     def _map_error(self, tool: str, exc: BaseException, timeout_s: float) -> Exception:
         where = f"{self.name}.{tool}"
@@ -366,7 +403,7 @@ class ServerConnection:
                 self._mark_dead(_describe(exc))
                 return self.died_error()
             if exc.error.code == REQUEST_TIMEOUT:
-                return ToolError(f"{where} timed out after {timeout_s}s")
+                return ToolTimeoutError(f"{where} timed out after {timeout_s}s")
             return ToolCallError(f"{where}: the server answered error {exc.error.code}: {exc}")
         if isinstance(exc, anyio.BrokenResourceError | anyio.ClosedResourceError | OSError):
             self._mark_dead(_describe(exc))

@@ -124,7 +124,7 @@ def read_yaml_mapping(text: str, *, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PolicyError(
             f"invalid security policy {source}: the top level must be a mapping of keys "
-            f"(name, default, messages, tools, scanning), not {type(data).__name__}"
+            f"(name, default, messages, tools, scanning, sandbox), not {type(data).__name__}"
         )
     return data
 

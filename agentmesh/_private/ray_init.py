@@ -37,6 +37,7 @@ def ensure_ray(
     if address is None:
         _keep_on_loopback()
         ray.init(
+            address="local",  # a new embedded Ray, never whatever `ray start` left running
             num_cpus=num_cpus,
             include_dashboard=False,
             labels=labels,

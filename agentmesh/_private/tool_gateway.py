@@ -1,60 +1,183 @@
-"""The tool gateway: the one actor that holds the mesh's MCP sessions.
+"""The tool gateway: the mesh's MCP sessions and the checks around every tool call.
 
-Agents never hold MCP sessions themselves, so the gateway is where every tool call is
-enforced: the security actor approves the call (is the tool granted to this agent, do the
-arguments try to exfiltrate?), the gateway makes it on the open session, and the security
-actor vets the result before the agent sees it (prompt injection in tool output).
+It lives inside the security actor (see ``security_actor.py``), next to the security monitor,
+so each check is a function call rather than another actor round trip. Agents never hold MCP
+sessions themselves, so this is where every tool call is enforced: the monitor approves the
+call (is the tool granted to this agent, do the arguments try to exfiltrate?), the arguments
+are checked against the tool's schema and size bound, the call runs on the open session
+(reconnecting a server that died), and the monitor vets the result before the agent sees it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 
+import jsonschema
 from pydantic import JsonValue
-from ray.actor import ActorHandle
 
-from agentmesh._private.router import await_ray
-from agentmesh.errors import ToolCallError
+from agentmesh._private.sandbox import with_policy
+from agentmesh._private.tool_vetting import PinStore, ToolAssessment
+from agentmesh.errors import (
+    ToolArgumentsError,
+    ToolCallError,
+    ToolResultTooLargeError,
+    ToolServerDiedError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
 from agentmesh.protocols.mcp import McpClientPool, McpServerConfig, ToolInfo, ToolResult
-from agentmesh.security import Decision, raise_for_decision
+from agentmesh.security import Policy, SecurityMonitor, raise_for_decision
+from agentmesh.tools import ToolLimits
 
 __all__ = ["ToolGateway"]
 
 
-class ToolGateway:
-    """Actor body: MCP client pool plus the security checks around each call."""
+def _idempotent(info: ToolInfo) -> bool:
+    """A call may be repeated after a crash only if the server says the tool allows it."""
+    hints = info.annotations or {}
+    return any(
+        hints.get(key) is True
+        for key in ("idempotentHint", "readOnlyHint", "idempotent_hint", "read_only_hint")
+    )
 
-    def __init__(self, servers: Sequence[McpServerConfig], *, security: ActorHandle) -> None:
-        self.pool = McpClientPool(servers)
-        self.security = security
+
+class ToolGateway:
+    """MCP client pool plus the security checks around each call."""
+
+    def __init__(
+        self,
+        servers: Sequence[McpServerConfig],
+        *,
+        monitor: SecurityMonitor,
+        limits: ToolLimits | None = None,
+    ) -> None:
+        self.limits = limits or ToolLimits()
+        self.pins = PinStore(self.limits.pins_path)
+        self._assessed: dict[str, ToolAssessment] = {}
+        self.pool = McpClientPool(with_policy(servers, monitor.policy))  # effective sandboxes
+        self.monitor = monitor
+        self.policy: Policy = monitor.policy
+        self._tools: dict[str, ToolInfo] = {}
+        self._reconnecting: dict[str, asyncio.Lock] = {}
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
 
     async def start(self) -> list[ToolInfo]:
         """Connect every server once; the sessions stay open for the mesh's life."""
         await self.pool.start()
-        return self.pool.tools()
+        self._assess()
+        return list(self._tools.values())
+
+    def assessments(self) -> list[ToolAssessment]:
+        """Each tool's standing: approved, new, changed since pinned (rug pull) or flagged."""
+        return list(self._assessed.values())
+
+    def tools_for(self, agent: str) -> list[ToolInfo]:
+        """The approved tools the policy grants ``agent``: all it may see of the tool plane."""
+        return [
+            t
+            for name, t in self._tools.items()
+            if self._assessed[name].offered and self.policy.tool_grant(agent, name)
+        ]
+
+    def _assess(self) -> None:
+        """Pin check and poisoning scan of all listed tools at once (shadowing is cross-server)."""
+        tools = self.pool.tools()
+        scanning = self.policy.scanning
+        self._assessed = {
+            a.qualified_name: a
+            for a in self.pins.assess(
+                tools,
+                trust_on_first_use=self.limits.trust_on_first_use,
+                threshold=scanning.threshold,
+                disabled_rules=scanning.disabled_rules,
+            )
+        }
+        self._tools = {t.qualified_name: t for t in tools}
+        self._validators.clear()  # a definition may have changed
 
     async def call(self, agent: str, tool: str, args: dict[str, JsonValue]) -> ToolResult:
         """Run ``tool`` for ``agent`` if the policy grants it; vet what it returns."""
-        decision: Decision = await await_ray(
-            self.security.vet_tool_call.remote(agent, tool, json.dumps(args, sort_keys=True)),
-            what="security actor",
-        )
-        raise_for_decision(decision)
-        result = await self.pool.call(tool, args)
+        payload = json.dumps(args, sort_keys=True)
+        if len(payload.encode()) > self.limits.max_argument_bytes:
+            raise ToolArgumentsError(
+                f"arguments for {tool!r} are {len(payload.encode())} bytes; the bound is "
+                f"{self.limits.max_argument_bytes}"
+            )
+        raise_for_decision(self.monitor.vet_tool_call(agent, tool, payload))
+        info = self._tools.get(tool)
+        if info is None:
+            raise UnknownToolError(
+                f"no MCP server offers tool {tool!r}; known: {sorted(self._tools)}"
+            )
+        assessment = self._assessed[tool]
+        if not assessment.offered:
+            self._assess()  # re-read the pins: an approval from the CLI counts at once
+            assessment = self._assessed[tool]
+        assessment.raise_if_refused()
+        self._check_arguments(info, args)
+        result = await self._call(info, args)
         content = result.text
         if result.structured is not None:
             content += "\n" + json.dumps(result.structured)
-        verdict: Decision = await await_ray(
-            self.security.vet_tool_result.remote(agent, tool, content), what="security actor"
-        )
-        raise_for_decision(verdict)
+        if len(content.encode()) > self.limits.max_result_bytes:
+            raise ToolResultTooLargeError(
+                f"tool {tool!r} returned {len(content.encode())} bytes; the bound is "
+                f"{self.limits.max_result_bytes}: refused"
+            )
+        raise_for_decision(self.monitor.vet_tool_result(agent, tool, content))
         if result.is_error:
             raise ToolCallError(f"tool {tool!r} reported an error: {result.text}")
         return result
 
-    async def reconnect(self, server: str) -> None:
-        await self.pool.reconnect(server)
+    def _check_arguments(self, info: ToolInfo, args: dict[str, JsonValue]) -> None:
+        validator = self._validators.get(info.qualified_name)
+        if validator is None:  # compiled once per tool definition
+            schema: dict[str, Any] = dict(info.input_schema)
+            validator = self._validators[info.qualified_name] = jsonschema.Draft202012Validator(
+                schema
+            )
+        problems = [
+            f"{'.'.join(map(str, err.absolute_path)) or '(arguments)'}: {err.message}"
+            for err in validator.iter_errors(args)
+        ]
+        if problems:
+            raise ToolArgumentsError(
+                f"bad arguments for {info.qualified_name}: {'; '.join(problems)}"
+            )
+
+    async def _call(self, info: ToolInfo, args: dict[str, JsonValue]) -> ToolResult:
+        """Call on a live session: reconnect a server found dead; retry only idempotent tools."""
+        if not self.pool.alive(info.server):
+            await self._reconnect(info.server)  # it died between calls: nothing was in flight
+        try:
+            return await self.pool.call(
+                info.qualified_name, args, timeout_s=self.limits.call_timeout_s
+            )
+        except ToolTimeoutError:
+            # The server may still be busy with it (a runaway tool keeps its CPU): restart it,
+            # so the wall-time limit holds and the next call gets a fresh server.
+            await self._restart(info.server)
+            raise
+        except ToolServerDiedError:
+            await self._reconnect(info.server)
+            if not _idempotent(info):
+                raise  # the call may have had effects: the caller decides
+            return await self.pool.call(
+                info.qualified_name, args, timeout_s=self.limits.call_timeout_s
+            )
+
+    async def _reconnect(self, server: str, *, even_if_alive: bool = False) -> None:
+        lock = self._reconnecting.setdefault(server, asyncio.Lock())
+        async with lock:  # concurrent callers share one reconnect
+            if even_if_alive or not self.pool.alive(server):
+                await self.pool.reconnect(server)
+                self._assess()  # a restarted server is where a rug pull shows up
+
+    async def _restart(self, server: str) -> None:
+        await self._reconnect(server, even_if_alive=True)
 
     async def close(self) -> None:
         await self.pool.close()

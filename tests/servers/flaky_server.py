@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 
 server: MCPServer = MCPServer(name="flaky", log_level="WARNING")
 
@@ -41,6 +43,31 @@ async def sleep(seconds: float) -> str:
     """Wait a while, so tests can kill the server or time out with a call in flight."""
     await anyio.sleep(seconds)
     return f"slept {seconds}s"
+
+
+@server.tool()
+def big(size: int) -> str:
+    """Return ``size`` bytes of text, to exceed a result bound."""
+    return "x" * size
+
+
+@server.tool(annotations=ToolAnnotations(idempotentHint=True))
+def crash_once(marker: str) -> str:
+    """Crash the first time (creating ``marker``), answer afterwards: safe to retry."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os._exit(3)
+    return f"recovered in {os.getpid()}"
+
+
+INSTANCE = uuid.uuid4().hex
+
+
+@server.tool()
+def instance() -> str:
+    """A token unique to this server process (pids repeat inside pid namespaces)."""
+    return INSTANCE
 
 
 @server.tool()

@@ -1,0 +1,165 @@
+"""``agentmesh serve --mcp``: the example mesh as an MCP server, over stdio or streamable HTTP.
+
+On stdio, stdout carries MCP frames and nothing else: the wire is claimed before Ray starts, so
+fd 1 of this process (and of every process Ray starts) points at stderr while it serves; Ray's
+worker output, its warnings and this command's messages all go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from agentmesh.errors import AgentMeshError
+
+if TYPE_CHECKING:
+    from agentmesh.inference import ModelSpec
+    from agentmesh.mesh import Mesh
+
+__all__ = ["serve"]
+
+
+def _say(message: str) -> None:
+    print(f"agentmesh serve: {message}", file=sys.stderr, flush=True)
+
+
+def _describe(mesh: Mesh) -> str:
+    return f"{len(mesh.catalog())} tools of {len(mesh.cards())} agents"
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None]) -> int | None:
+    """Run ``work`` until it returns or SIGTERM/SIGINT stops it; the signal's number, if one did.
+
+    Installed once the mesh has started, because ``ray.init`` puts in a SIGTERM handler that
+    aborts the process and leaves Ray's agent processes behind. After serving, SIGTERM is
+    ignored: an MCP client closes stdin, then sends SIGTERM to the whole process group 2 s
+    later, and closing the mesh (and its Ray, which gets that SIGTERM too) takes about that.
+    """
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[int] = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _settle, stopped, signum)
+    task = asyncio.ensure_future(work)
+    either: list[asyncio.Future[Any]] = [task, stopped]
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        _ignore_sigterm()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if stopped.done():
+        return int(stopped.result())
+    stopped.cancel()
+    task.result()  # raise what ended it
+    return None
+
+
+def _settle(future: asyncio.Future[int], signum: int) -> None:
+    if not future.done():
+        future.set_result(signum)
+
+
+def _sole_error(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups: stdio_server's task group wraps it."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _why(signum: int | None, otherwise: str) -> str:
+    return otherwise if signum is None else signal.Signals(signum).name
+
+
+def _ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+async def _serve_stdio(model: ModelSpec | None) -> int | None:
+    from mcp.server.stdio import stdio_server
+
+    from agentmesh.examples.demo import build_mesh
+    from agentmesh.mcp_server import build_mcp_server
+
+    # Claim stdin/stdout first: from here fd 0 is /dev/null and fd 1 is stderr, for this process
+    # and for Ray's processes started below; the frames go through private duplicates.
+    async with stdio_server() as (read, write):
+        async with build_mesh(model=model) as mesh:
+            server = build_mcp_server(mesh)
+            _say(f"serving {_describe(mesh)} over MCP stdio (pid {os.getpid()})")
+            signum = await _until_stopped(
+                server.run(read, write, server.create_initialization_options())
+            )
+            _say(f"{_why(signum, 'stdin closed')}; stopping the mesh")
+        _ignore_sigterm()  # stopping Ray restored its default
+        _say("mesh stopped")
+        if signum is not None:
+            # stdio_server would wait for its reader thread, blocked on a stdin still open
+            os._exit(128 + signum)
+    return None
+
+
+async def _serve_http(model: ModelSpec | None, host: str, port: int) -> int | None:
+    from agentmesh.examples.demo import build_mesh
+    from agentmesh.mcp_server import serve_mcp
+
+    async with build_mesh(model=model) as mesh:
+        where = f"[{host}]" if ":" in host else host
+        _say(f"serving {_describe(mesh)} over MCP at http://{where}:{port}/mcp")
+        signum = await _until_stopped(serve_mcp(mesh, transport="http", host=host, port=port))
+        _say(f"{_why(signum, 'stopped')}; stopping the mesh")
+    _ignore_sigterm()
+    _say("mesh stopped")
+    return signum
+
+
+def serve(
+    mcp: Annotated[
+        bool, typer.Option("--mcp", help="Serve the mesh as an MCP server (the only mode so far).")
+    ] = False,
+    http: Annotated[
+        bool, typer.Option("--http", help="Streamable HTTP at http://HOST:PORT/mcp, not stdio.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="HTTP host; keep it loopback.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8766,
+    model_path: Annotated[
+        Path | None, typer.Option(help="A GGUF file; default: the bundled Gemma 3 270M.")
+    ] = None,
+) -> None:
+    """Serve the example mesh to MCP clients: each skill is a tool <agent>.<skill>."""
+    if not mcp:
+        raise typer.BadParameter(
+            "only MCP serving exists so far: run `agentmesh serve --mcp` (stdio) "
+            "or `agentmesh serve --mcp --http`",
+            param_hint="'--mcp'",
+        )
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from agentmesh.inference import LlamaCppModel
+
+    model = LlamaCppModel(path=str(model_path)) if model_path else None
+    try:
+        signum = asyncio.run(_serve_http(model, host, port) if http else _serve_stdio(model))
+    except KeyboardInterrupt:  # Ctrl-C before the mesh was serving
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        error = _sole_error(exc)
+        if not isinstance(error, AgentMeshError):
+            raise
+        _say(f"{type(error).__name__}: {error}")
+        raise typer.Exit(1) from None
+    if signum is not None:
+        raise typer.Exit(128 + signum)

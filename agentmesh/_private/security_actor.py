@@ -1,0 +1,69 @@
+"""The security actor: the security monitor and the tool gateway in one Ray actor.
+
+Every message between agents is vetted here (by remote call from the sender's side), and every
+tool call runs here: the actor owns the MCP sessions of the (sandboxed) tool servers, so a tool
+call is one actor round trip with its checks done in-process. The monitor's verdicts depend only
+on policy and input, so this actor can later be replicated per node as a pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import JsonValue
+
+from agentmesh._private.tool_gateway import ToolGateway
+from agentmesh.errors import UnknownToolError
+from agentmesh.protocols.mcp import McpServerConfig, ToolInfo, ToolResult
+from agentmesh.security import Decision, Policy, QuarantineItem, SecurityMonitor
+from agentmesh.tools import ToolLimits
+
+__all__ = ["SecurityActor"]
+
+
+class SecurityActor:
+    """Actor body; the mesh wraps it with ``ray.remote``."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        servers: Sequence[McpServerConfig] = (),
+        limits: ToolLimits | None = None,
+    ) -> None:
+        self.monitor = SecurityMonitor(policy)
+        self.gateway = (
+            ToolGateway(servers, monitor=self.monitor, limits=limits) if servers else None
+        )
+
+    # --- messages between agents -------------------------------------------------------------
+
+    def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
+        return self.monitor.vet_message(sender, recipient, skill, content)
+
+    def vet_reply(self, replier: str, recipient: str, skill: str, content: str) -> Decision:
+        return self.monitor.vet_reply(replier, recipient, skill, content)
+
+    def decisions(self, *, since: int = 0) -> list[Decision]:
+        return self.monitor.decisions(since=since)
+
+    def quarantine(self) -> list[QuarantineItem]:
+        return self.monitor.quarantine()
+
+    # --- tools -------------------------------------------------------------------------------
+
+    async def start_tools(self) -> list[ToolInfo]:
+        """Connect every MCP server once; the sessions stay open for the mesh's life."""
+        return await self.gateway.start() if self.gateway else []
+
+    def tools_for(self, agent: str) -> list[ToolInfo]:
+        return self.gateway.tools_for(agent) if self.gateway else []
+
+    async def call_tool(self, agent: str, tool: str, args: dict[str, JsonValue]) -> ToolResult:
+        if self.gateway is None:
+            raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
+        return await self.gateway.call(agent, tool, args)
+
+    async def close(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.close()
