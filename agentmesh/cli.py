@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentmesh._private.cli_serve import serve
-from agentmesh._private.cli_tools import tools_app
+from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
 from agentmesh.errors import AgentMeshError
 from agentmesh.executor import RunResult
 from agentmesh.security import Decision
@@ -89,10 +89,11 @@ def demo(
     ] = None,
 ) -> None:
     """Run the example mesh: research and outline in parallel, then write with the local model."""
-    from agentmesh.examples.demo import DEMO_GOAL, run_demo
+    from agentmesh.examples.demo import DEMO_GOAL, demo_servers, run_demo
     from agentmesh.inference import LlamaCppModel
 
     model = LlamaCppModel(path=str(model_path)) if model_path else None
+    warn_unsandboxed(console, demo_servers())
     try:
         report = asyncio.run(run_demo(goal or DEMO_GOAL, model=model, address=address))
     except AgentMeshError as exc:

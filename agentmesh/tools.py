@@ -17,6 +17,9 @@ class ToolLimits(BaseModel):
         trust_on_first_use: pin a new, unflagged tool definition at first sight; off, every
             new tool waits for ``agentmesh tools approve``.
         pins_path: the pin store (default: $AGENTMESH_STATE_DIR or ./.agentmesh).
+        relist_interval_s: how old a server's tool listing may get before a call re-lists it,
+            so a definition changed on a live session (a rug pull) is caught; 0 re-lists
+            before every call.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -26,3 +29,4 @@ class ToolLimits(BaseModel):
     call_timeout_s: float = Field(default=60.0, gt=0)
     trust_on_first_use: bool = True
     pins_path: str | None = None
+    relist_interval_s: float = Field(default=30.0, ge=0)

@@ -480,3 +480,16 @@ def test_cli_default_app_reads_the_demo_servers(tmp_path: Path) -> None:
     for name in ("docs.search_docs", "docs.read_doc", "docs.word_count"):
         assert name in result.output
     assert "flagged" not in result.output
+
+
+def test_cli_warns_about_unsandboxed_servers(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agentmesh._private.cli_tools import make_tools_app
+
+    open_server = docs().model_copy(update={"name": "wide", "unsandboxed": True})
+    app = make_tools_app(lambda: [docs(), open_server])
+    out = CliRunner().invoke(app, ["list", "--pins", str(tmp_path / "pins.json")])
+    assert out.exit_code == 0, out.output
+    assert "'wide' runs UNSANDBOXED" in out.output
+    assert "'docs' runs UNSANDBOXED" not in out.output

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from agentmesh._private.tool_vetting import PinStore, ToolAssessment, ToolStatus
 from agentmesh.errors import AgentMeshError
-from agentmesh.protocols.mcp import McpClientPool, McpServerConfig, ToolInfo
+from agentmesh.protocols.mcp import McpClientPool, McpServerConfig, ToolInfo, unsandboxed_servers
 
 __all__ = ["make_tools_app", "tools_app"]
 
@@ -64,8 +64,19 @@ def _errors() -> Iterator[Console]:
         raise typer.Exit(1) from None
 
 
-def _connect(servers: ServersFn) -> dict[str, ToolInfo]:
-    return {t.qualified_name: t for t in asyncio.run(_list(servers()))}
+def warn_unsandboxed(console: Console, servers: Sequence[McpServerConfig]) -> None:
+    """Say loudly which stdio servers run outside the sandbox (an explicit opt-out)."""
+    for name in unsandboxed_servers(servers):
+        console.print(
+            f"[bold yellow]warning:[/bold yellow] MCP server {escape(name)!r} runs UNSANDBOXED "
+            "(unsandboxed=True): it can read, write and reach whatever this user can"
+        )
+
+
+def _connect(servers: ServersFn, console: Console) -> dict[str, ToolInfo]:
+    configs = servers()
+    warn_unsandboxed(console, configs)
+    return {t.qualified_name: t for t in asyncio.run(_list(configs))}
 
 
 def _unknown(console: Console, name: str, tools: dict[str, ToolInfo]) -> typer.Exit:
@@ -109,7 +120,7 @@ def make_tools_app(servers: ServersFn = _demo_servers) -> typer.Typer:
         """Connect to the servers and show each tool's status against the pins."""
         with _errors() as console:
             store = PinStore(pins)
-            tools = list(_connect(servers).values())
+            tools = list(_connect(servers, console).values())
             console.print(_table(store.assess(tools, trust_on_first_use=tofu)))
             console.print(f"pins: {escape(str(store.path))}")
 
@@ -130,7 +141,7 @@ def make_tools_app(servers: ServersFn = _demo_servers) -> typer.Typer:
                 console.print("[red]error:[/red] give one tool (server.tool) or --all")
                 raise typer.Exit(2)
             store, by = PinStore(pins), getpass.getuser()
-            tools = _connect(servers)
+            tools = _connect(servers, console)
             if qualified_name is not None and qualified_name not in tools:
                 raise _unknown(console, qualified_name, tools)
             assessed = store.assess(list(tools.values()), trust_on_first_use=False)
@@ -156,7 +167,7 @@ def make_tools_app(servers: ServersFn = _demo_servers) -> typer.Typer:
         """Show how a tool's current definition differs from its pinned one."""
         with _errors() as console:
             store = PinStore(pins)
-            tools = _connect(servers)
+            tools = _connect(servers, console)
             if qualified_name not in tools:
                 raise _unknown(console, qualified_name, tools)
             pin, text = store.get(qualified_name), store.diff(tools[qualified_name])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from agentmesh._private.tool_vetting import PinStore, ToolAssessment
 from agentmesh.errors import (
     ToolArgumentsError,
     ToolCallError,
+    ToolNotApprovedError,
     ToolResultTooLargeError,
     ToolServerDiedError,
     ToolTimeoutError,
@@ -57,6 +59,8 @@ class ToolGateway:
         self.limits = limits or ToolLimits()
         self.pins = PinStore(self.limits.pins_path)
         self._assessed: dict[str, ToolAssessment] = {}
+        self._malformed: dict[str, str] = {}
+        self._listed_at: dict[str, float] = {}
         self.pool = McpClientPool(with_policy(servers, monitor.policy))  # effective sandboxes
         self.monitor = monitor
         self.policy: Policy = monitor.policy
@@ -67,6 +71,7 @@ class ToolGateway:
     async def start(self) -> list[ToolInfo]:
         """Connect every server once; the sessions stay open for the mesh's life."""
         await self.pool.start()
+        self._listed_at = dict.fromkeys({t.server for t in self.pool.tools()}, time.monotonic())
         self._assess()
         return list(self._tools.values())
 
@@ -79,12 +84,24 @@ class ToolGateway:
         return [
             t
             for name, t in self._tools.items()
-            if self._assessed[name].offered and self.policy.tool_grant(agent, name)
+            if self._offered(name) and self.policy.tool_grant(agent, name)
         ]
 
+    def _offered(self, name: str) -> bool:
+        return name not in self._malformed and self._assessed[name].offered
+
     def _assess(self) -> None:
-        """Pin check and poisoning scan of all listed tools at once (shadowing is cross-server)."""
+        """Pin check and poisoning scan of all listed tools at once (shadowing is cross-server).
+
+        A tool whose input schema is not a valid JSON Schema is refused as malformed.
+        """
         tools = self.pool.tools()
+        self._malformed = {}
+        for t in tools:
+            try:
+                jsonschema.Draft202012Validator.check_schema(dict(t.input_schema))
+            except jsonschema.SchemaError as exc:
+                self._malformed[t.qualified_name] = f"its input schema is invalid: {exc.message}"
         scanning = self.policy.scanning
         self._assessed = {
             a.qualified_name: a
@@ -107,6 +124,7 @@ class ToolGateway:
                 f"{self.limits.max_argument_bytes}"
             )
         raise_for_decision(self.monitor.vet_tool_call(agent, tool, payload))
+        await self._relist_if_stale(tool.partition(".")[0])
         info = self._tools.get(tool)
         if info is None:
             raise UnknownToolError(
@@ -117,6 +135,8 @@ class ToolGateway:
             self._assess()  # re-read the pins: an approval from the CLI counts at once
             assessment = self._assessed[tool]
         assessment.raise_if_refused()
+        if tool in self._malformed:
+            raise ToolNotApprovedError(tool, status="malformed", reason=self._malformed[tool])
         self._check_arguments(info, args)
         result = await self._call(info, args)
         content = result.text
@@ -169,11 +189,23 @@ class ToolGateway:
                 info.qualified_name, args, timeout_s=self.limits.call_timeout_s
             )
 
+    async def _relist_if_stale(self, server: str) -> None:
+        """Re-list a server's tools when its listing is older than the configured interval."""
+        now = time.monotonic()
+        if server not in self._listed_at or not self.pool.alive(server):
+            return  # unknown servers fail below; dead ones are re-listed on reconnect
+        if now - self._listed_at[server] < self.limits.relist_interval_s:
+            return
+        self._listed_at[server] = now
+        await self.pool.refresh(server)
+        self._assess()
+
     async def _reconnect(self, server: str, *, even_if_alive: bool = False) -> None:
         lock = self._reconnecting.setdefault(server, asyncio.Lock())
         async with lock:  # concurrent callers share one reconnect
             if even_if_alive or not self.pool.alive(server):
                 await self.pool.reconnect(server)
+                self._listed_at[server] = time.monotonic()
                 self._assess()  # a restarted server is where a rug pull shows up
 
     async def _restart(self, server: str) -> None:
