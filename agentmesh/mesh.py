@@ -21,6 +21,7 @@ import ray
 from a2a.types import AgentCard
 from pydantic import JsonValue
 from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.host import AgentHost
 from agentmesh._private.model_service import launch_model_service
@@ -114,7 +115,9 @@ class Mesh:
             limits = limits.model_copy(update={"pins_path": str(default_pins_path().resolve())})
         self.tool_limits = limits
         self._started_ray = False
-        self._security: ActorHandle | None = None
+        # One security actor per node that hosts agents (and the driver's): each holds the
+        # MCP sessions its node's agents share and vets their messages.
+        self._security: dict[str, ActorHandle] = {}
         self._models: dict[str, ActorHandle] = {}
         self._agents: dict[str, ActorHandle] = {}
         self._cards: dict[str, AgentCard] = {}
@@ -145,15 +148,11 @@ class Mesh:
         return self
 
     async def _start_actors(self) -> None:
-        security_cls = ray.remote(num_cpus=0)(SecurityActor)
-        security = cast(
-            ActorHandle,
-            security_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
-        )
-        self._security = security
-        if self.servers:
-            self._tools = await await_ray(security.start_tools.remote(), what="security actor")
-            self._check_declared_tools()
+        # The security actor of the driver's node first: a tool server that cannot start
+        # fails the mesh before any agent exists.
+        driver_node = str(ray.get_runtime_context().get_node_id())
+        await self._security_on(driver_node)
+        self._check_declared_tools()
         for name, spec in self.model_specs.items():
             self._models[name] = launch_model_service(name, spec)
         for cls in self.agent_classes:
@@ -175,10 +174,33 @@ class Mesh:
             name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))
             for name, handle in self._agents.items()
         }
-        await asyncio.gather(
-            *(await_ray(h.set_directory.remote(directory), what=n) for n, h in self._agents.items())
+        nodes: list[str] = await asyncio.gather(
+            *(await_ray(h.node_id.remote(), what=n) for n, h in self._agents.items())
         )
-        self._router = Router(USER, directory, self._security)
+        for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
+            await self._security_on(node)
+        await asyncio.gather(
+            *(
+                await_ray(h.join.remote(directory, self._security[node]), what=n)
+                for (n, h), node in zip(self._agents.items(), nodes, strict=True)
+            )
+        )
+        self._router = Router(USER, directory, self._security[driver_node])
+
+    async def _security_on(self, node: str) -> None:
+        """Start the security actor of ``node`` (once), with its own MCP sessions."""
+        if node in self._security:
+            return
+        actor_cls = ray.remote(num_cpus=0)(SecurityActor).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        )
+        actor = cast(
+            ActorHandle,
+            actor_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
+        )
+        self._security[node] = actor
+        tools: list[ToolInfo] = await await_ray(actor.start_tools.remote(), what="security actor")
+        self._tools = self._tools or tools
 
     async def _await_started(
         self, probes: dict[str, Awaitable[T]], wants: dict[str, str]
@@ -218,7 +240,7 @@ class Mesh:
         if res.labels:
             options["label_selector"] = dict(res.labels)
         actor_cls = ray.remote(AgentHost).options(**options)
-        handle = actor_cls.remote(cls, security=self._security, models=self._models)
+        handle = actor_cls.remote(cls, models=self._models)
         return cast(ActorHandle, handle)
 
     def _check_declared_tools(self) -> None:
@@ -233,16 +255,17 @@ class Mesh:
 
     async def close(self) -> None:
         """Stop the mesh's actors (and the embedded Ray, if this mesh started it)."""
-        if self._security is not None:
-            # a dead security actor has no MCP sessions left to close
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._security.close.remote(), timeout=10)
-        for handle in [*self._agents.values(), *self._models.values(), self._security]:
-            if handle is not None:
-                ray.kill(handle)
+        # a dead security actor has no MCP sessions left to close
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*(a.close.remote() for a in self._security.values())), timeout=10
+            )
+        for handle in [*self._agents.values(), *self._models.values(), *self._security.values()]:
+            ray.kill(handle)
         self._agents.clear()
         self._models.clear()
-        self._security = self._router = None
+        self._security.clear()
+        self._router = None
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
@@ -316,21 +339,27 @@ class Mesh:
 
     # --- inspection --------------------------------------------------------------------------
 
-    async def decisions(self, *, since: int = 0) -> list[Decision]:
-        """Every decision the security actor has recorded, in order."""
-        assert self._security is not None, "mesh not started"
-        result: list[Decision] = await await_ray(
-            self._security.decisions.remote(since=since), what="security actor"
+    async def decisions(self) -> list[Decision]:
+        """Every decision the security actors have recorded, in time order."""
+        logs: list[list[Decision]] = await asyncio.gather(
+            *(
+                await_ray(a.decisions.remote(), what="security actor")
+                for a in self._security.values()
+            )
         )
-        return result
+        if len(logs) == 1:
+            return logs[0]  # one actor: its own sequence order
+        return sorted((d for log in logs for d in log), key=lambda d: d.at)
 
     async def quarantine(self) -> list[QuarantineItem]:
-        """Content the security actor holds in quarantine (kept whole, for review)."""
-        assert self._security is not None, "mesh not started"
-        items: list[QuarantineItem] = await await_ray(
-            self._security.quarantine.remote(), what="security actor"
+        """Content the security actors hold in quarantine (kept whole, for review)."""
+        held: list[list[QuarantineItem]] = await asyncio.gather(
+            *(
+                await_ray(a.quarantine.remote(), what="security actor")
+                for a in self._security.values()
+            )
         )
-        return items
+        return sorted((item for items in held for item in items), key=lambda i: i.at)
 
     def model_handle(self, name: str) -> ActorHandle:
         """The model service actor of ``name`` (tests read a scripted model's calls from it)."""

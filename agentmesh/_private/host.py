@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
+import ray
 from a2a.types import Message
 from pydantic import JsonValue, ValidationError
 from ray.actor import ActorHandle
@@ -97,25 +98,29 @@ class _HostContext:
 class AgentHost:
     """The actor body around one agent; the mesh wraps it with ``ray.remote``."""
 
-    def __init__(
-        self,
-        agent_cls: type[Agent],
-        *,
-        security: ActorHandle,
-        models: Mapping[str, ActorHandle],
-    ) -> None:
+    def __init__(self, agent_cls: type[Agent], *, models: Mapping[str, ActorHandle]) -> None:
         self.agent = agent_cls()
         self.name = agent_cls.name
-        self.security = security
         self.models = dict(models)
         self.directory: dict[str, Peer] = {}
-        self.router = Router(self.name, self.directory, security)
+        self.router = Router(self.name, self.directory, None)
         self.agent.bind(_HostContext(self))
 
-    def set_directory(self, directory: Mapping[str, Peer]) -> None:
-        """Tell the agent who else is in the mesh (after every actor exists)."""
+    @property
+    def security(self) -> ActorHandle:
+        if self.router.security is None:
+            raise AgentMeshError(f"agent {self.name!r} has not joined its mesh yet")
+        return self.router.security
+
+    def node_id(self) -> str:
+        """The Ray node this agent was placed on (its security actor runs there too)."""
+        return str(ray.get_runtime_context().get_node_id())
+
+    def join(self, directory: Mapping[str, Peer], security: ActorHandle) -> None:
+        """Tell the agent who else is in the mesh and which security actor guards its node."""
         self.directory.clear()
         self.directory.update(directory)
+        self.router.security = security
 
     async def handle(self, raw: bytes) -> bytes:
         """Serve one A2A skill-call message; always answer with a task, never raise."""

@@ -55,7 +55,9 @@ async def await_ray(ref: Awaitable[T], *, what: str) -> T:
 class Router:
     """Delivers skill calls for one sender; every hop is vetted by the security actor."""
 
-    def __init__(self, sender: str, directory: Mapping[str, Peer], security: ActorHandle) -> None:
+    def __init__(
+        self, sender: str, directory: Mapping[str, Peer], security: ActorHandle | None
+    ) -> None:
         self.sender = sender
         self.directory = directory
         self.security = security
@@ -73,11 +75,14 @@ class Router:
     ) -> tuple[JsonValue, Task]:
         """Call ``agent.skill``; return its result and the A2A task that carried it."""
         peer = self.peer(agent, skill)
+        security = self.security
+        if security is None:
+            raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
         message: Message = a2a.skill_call_message(
             sender=self.sender, recipient=agent, skill=skill, args=args, context_id=context_id
         )
         decision: Any = await await_ray(
-            self.security.vet_message.remote(self.sender, agent, skill, a2a.message_text(message)),
+            security.vet_message.remote(self.sender, agent, skill, a2a.message_text(message)),
             what="security actor",
         )
         raise_for_decision(decision)
@@ -87,7 +92,7 @@ class Router:
         task = Task.FromString(raw)
         result = a2a.task_result(task)  # raises the callee's error, typed
         reply = await await_ray(
-            self.security.vet_reply.remote(agent, self.sender, skill, a2a.task_text(task)),
+            security.vet_reply.remote(agent, self.sender, skill, a2a.task_text(task)),
             what="security actor",
         )
         raise_for_decision(reply)
