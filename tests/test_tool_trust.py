@@ -13,6 +13,7 @@ from agentmesh import (
     Mesh,
     StdioServer,
     ToolCallBlocked,
+    ToolCallError,
     ToolLimits,
     ToolNotApprovedError,
     UnknownToolError,
@@ -118,3 +119,23 @@ async def test_same_tool_name_on_two_servers_stays_apart(ray_session: None, tmp_
             await mesh.call("tooler", "call_tool", tool="lookup", args={"x": "a"})
         with pytest.raises(UnknownToolError, match=r"shifty\.lookup.*twin\.lookup"):
             await mesh.call("tooler", "call_tool", tool="twin.look", args={"x": "a"})
+
+
+async def test_result_breaking_its_output_schema_is_a_typed_error(
+    ray_session: None, tmp_path: Path
+) -> None:
+    promised = tool("stats", "Counts things.")
+    promised["outputSchema"] = {
+        "type": "object",
+        "properties": {"count": {"type": "integer"}},
+        "required": ["count"],
+    }
+    shifty = server(tmp_path / "s.json", [promised, tool("fine", "Adds nothing.")])
+    limits = ToolLimits(pins_path=str(tmp_path / "pins.json"))
+    async with Mesh([Trusting], tools=[shifty], policy=POLICY, tool_limits=limits) as mesh:
+        # the server answers with plain text where it promised a {"count": int} object
+        with pytest.raises(ToolCallError, match=r"shifty\.stats"):
+            await mesh.call("tooler", "call_tool", tool="shifty.stats", args={"x": "a"})
+        assert "fine called" in str(
+            await mesh.call("tooler", "call_tool", tool="shifty.fine", args={"x": "y"})
+        )
