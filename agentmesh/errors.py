@@ -20,6 +20,7 @@ __all__ = [
     "AgentDefinitionError",
     "AgentMeshError",
     "AgentUnavailableError",
+    "CardVerificationError",
     "ConfigError",
     "ContentQuarantined",
     "MessageBlocked",
@@ -148,6 +149,24 @@ class ToolNotApprovedError(UserError):
 
 class ToolArgumentsError(UserError):
     """Tool arguments fail the tool's input schema or exceed the configured size bound."""
+
+
+class CardVerificationError(UserError):
+    """An Agent Card was refused: its signature is missing, by an unknown key, or does not verify.
+
+    ``kind`` is ``"unsigned"`` (no signature, and one is required), ``"unknown_key"`` (signed
+    only by key ids the verifier does not trust), ``"bad_signature"`` (a trusted key id's
+    signature does not match: the card was changed after signing, or signed by another key
+    or algorithm under that id) or ``"malformed"`` (no signature could even be read). ``kids``
+    lists the key ids the card's signatures name.
+    """
+
+    def __init__(self, card: str, *, kind: str, reason: str, kids: list[str]) -> None:
+        super().__init__(f"agent card {card!r} refused ({kind}): {reason}")
+        self.card = card
+        self.kind = kind
+        self.reason = reason
+        self.kids = kids
 
 
 class PlanValidationError(UserError):

@@ -13,6 +13,7 @@ PUBLIC = {
     "AgentDefinitionError",
     "AgentMeshError",
     "AgentUnavailableError",
+    "CardVerificationError",
     "ConfigError",
     "ContentQuarantined",
     "Decision",
