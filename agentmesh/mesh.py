@@ -118,6 +118,7 @@ class Mesh:
         # One security actor per node that hosts agents (and the driver's): each holds the
         # MCP sessions its node's agents share and vets their messages.
         self._security: dict[str, ActorHandle] = {}
+        self._channels: dict[str, str | None] = {}  # node -> its tool socket
         self._models: dict[str, ActorHandle] = {}
         self._agents: dict[str, ActorHandle] = {}
         self._cards: dict[str, AgentCard] = {}
@@ -181,7 +182,9 @@ class Mesh:
             await self._security_on(node)
         await asyncio.gather(
             *(
-                await_ray(h.join.remote(directory, self._security[node]), what=n)
+                await_ray(
+                    h.join.remote(directory, self._security[node], self._channels[node]), what=n
+                )
                 for (n, h), node in zip(self._agents.items(), nodes, strict=True)
             )
         )
@@ -199,8 +202,11 @@ class Mesh:
             actor_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
         )
         self._security[node] = actor
-        tools: list[ToolInfo] = await await_ray(actor.start_tools.remote(), what="security actor")
-        self._tools = self._tools or tools
+        started: tuple[list[ToolInfo], str | None] = await await_ray(
+            actor.start_tools.remote(), what="security actor"
+        )
+        self._tools = self._tools or started[0]
+        self._channels[node] = started[1]
 
     async def _await_started(
         self, probes: dict[str, Awaitable[T]], wants: dict[str, str]

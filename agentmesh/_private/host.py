@@ -20,6 +20,7 @@ from pydantic import JsonValue, ValidationError
 from ray.actor import ActorHandle
 
 from agentmesh._private.router import Peer, Router, await_ray
+from agentmesh._private.tool_channel import ToolChannelClient
 from agentmesh.agent import Agent
 from agentmesh.errors import (
     AgentMeshError,
@@ -57,6 +58,8 @@ class _HostContext:
         return result
 
     async def use_tool(self, tool: str, args: dict[str, JsonValue]) -> ToolResult:
+        if self._host.tools is not None:  # the node-local socket: same checks, no Ray hop
+            return await self._host.tools.call(self._host.name, tool, args)
         result: ToolResult = await await_ray(
             self._host.security.call_tool.remote(self._host.name, tool, args),
             what="security actor",
@@ -104,6 +107,7 @@ class AgentHost:
         self.models = dict(models)
         self.directory: dict[str, Peer] = {}
         self.router = Router(self.name, self.directory, None)
+        self.tools: ToolChannelClient | None = None
         self.agent.bind(_HostContext(self))
 
     @property
@@ -116,11 +120,15 @@ class AgentHost:
         """The Ray node this agent was placed on (its security actor runs there too)."""
         return str(ray.get_runtime_context().get_node_id())
 
-    def join(self, directory: Mapping[str, Peer], security: ActorHandle) -> None:
-        """Tell the agent who else is in the mesh and which security actor guards its node."""
+    def join(
+        self, directory: Mapping[str, Peer], security: ActorHandle, tool_channel: str | None
+    ) -> None:
+        """Tell the agent who else is in the mesh, which security actor guards its node, and
+        the socket that actor answers tool calls on."""
         self.directory.clear()
         self.directory.update(directory)
         self.router.security = security
+        self.tools = ToolChannelClient(tool_channel) if tool_channel else None
 
     async def handle(self, raw: bytes) -> bytes:
         """Serve one A2A skill-call message; always answer with a task, never raise."""

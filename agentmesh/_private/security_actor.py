@@ -1,9 +1,10 @@
 """The security actor: the security monitor and the tool gateway in one Ray actor.
 
 Every message between agents is vetted here (by remote call from the sender's side), and every
-tool call runs here: the actor owns the MCP sessions of the (sandboxed) tool servers, so a tool
-call is one actor round trip with its checks done in-process. The monitor's verdicts depend only
-on policy and input, so this actor can later be replicated per node as a pool.
+tool call runs here: the actor owns the MCP sessions of the (sandboxed) tool servers, and its
+node's agents reach it over a Unix socket (``tool_channel.py``), the checks done in-process.
+The monitor's verdicts depend only on policy and input, so the mesh runs one such actor per
+node (a pool), each with its own sessions and decision log.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
+from agentmesh._private.tool_channel import ToolChannelServer
 from agentmesh._private.tool_gateway import ToolGateway
 from agentmesh.errors import UnknownToolError
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo, ToolResult
@@ -52,9 +54,14 @@ class SecurityActor:
 
     # --- tools -------------------------------------------------------------------------------
 
-    async def start_tools(self) -> list[ToolInfo]:
-        """Connect every MCP server once; the sessions stay open for the mesh's life."""
-        return await self.gateway.start() if self.gateway else []
+    async def start_tools(self) -> tuple[list[ToolInfo], str | None]:
+        """Connect every MCP server once (the sessions stay open for the mesh's life) and open
+        the node-local socket its agents call tools on; return the tools and the socket path."""
+        if self.gateway is None:
+            return [], None
+        tools = await self.gateway.start()
+        self.channel = ToolChannelServer(self.call_tool)
+        return tools, await self.channel.start()
 
     def tools_for(self, agent: str) -> list[ToolInfo]:
         return self.gateway.tools_for(agent) if self.gateway else []
@@ -65,5 +72,7 @@ class SecurityActor:
         return await self.gateway.call(agent, tool, args)
 
     async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
         if self.gateway is not None:
             await self.gateway.close()
