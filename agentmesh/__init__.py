@@ -20,6 +20,7 @@ from agentmesh.errors import (
     PlanningError,
     PlanValidationError,
     PolicyError,
+    RemoteAgentError,
     RunError,
     RunFailedError,
     SandboxUnavailableError,
@@ -61,6 +62,7 @@ from agentmesh.mcp_server import build_mcp_server, serve_mcp
 from agentmesh.mesh import USER, Mesh
 from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, TemplatePlanner
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
+from agentmesh.remote import RemoteAgent
 from agentmesh.security import (
     Decision,
     Finding,
@@ -111,6 +113,8 @@ __all__ = [
     "Policy",
     "PolicyError",
     "QuarantineItem",
+    "RemoteAgent",
+    "RemoteAgentError",
     "Resources",
     "RunError",
     "RunFailedError",

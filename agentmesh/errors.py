@@ -30,6 +30,7 @@ __all__ = [
     "PlanValidationError",
     "PlanningError",
     "PolicyError",
+    "RemoteAgentError",
     "RunError",
     "RunFailedError",
     "SandboxUnavailableError",
@@ -240,6 +241,23 @@ class ModelError(RunError):
 
 class ScriptExhaustedError(ModelError):
     """A scripted test model was called more often than it had replies queued."""
+
+
+class RemoteAgentError(RunError):
+    """A remote A2A agent could not be reached, did not answer in time, or did not complete.
+
+    ``agent`` is its mesh name, ``url`` the address called, ``state`` the remote task's last
+    state (``"failed"``, ``"rejected"``, ``"input_required"`` ...; None when no task came back:
+    a connection failure or a timeout) and ``detail`` what the remote agent or the transport said.
+    """
+
+    def __init__(self, agent: str, url: str, detail: str, *, state: str | None = None) -> None:
+        where = f"remote agent {agent!r} at {url}"
+        super().__init__(f"{where}: {detail}" + (f" (task {state})" if state else ""))
+        self.agent = agent
+        self.url = url
+        self.detail = detail
+        self.state = state
 
 
 class PlanningError(RunError):

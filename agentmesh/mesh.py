@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from agentmesh._private.host import AgentHost
 from agentmesh._private.model_service import launch_model_service
 from agentmesh._private.ray_init import ensure_ray
+from agentmesh._private.remote_host import spawn_remote_host
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.security_actor import SecurityActor
 from agentmesh._private.tool_vetting import default_pins_path
@@ -44,6 +45,7 @@ from agentmesh.inference import GenerateRequest, GenerateResponse, ModelInfo, Mo
 from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols import a2a
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
+from agentmesh.remote import RemoteAgent
 from agentmesh.security import Decision, Policy, QuarantineItem, load_policy
 from agentmesh.tools import ToolLimits
 
@@ -69,6 +71,8 @@ class Mesh:
         start_timeout_s: how long every actor may take to be placed and start; past it,
             start raises PlacementError naming the agents still waiting.
         tool_limits: size bounds and timeout of every tool call.
+        remote_agents: A2A agents elsewhere, joined as mesh members through proxy actors
+            once their (signed) cards are fetched and verified.
     """
 
     def __init__(
@@ -83,20 +87,22 @@ class Mesh:
         max_retries: int = 0,
         start_timeout_s: float = 120.0,
         tool_limits: ToolLimits | None = None,
+        remote_agents: Sequence[RemoteAgent] = (),
     ) -> None:
         if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
             raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
         for cls in agents:
             if "skills" not in cls.__dict__:
                 cls._define()  # an empty class body skipped the check at definition
-        names = [cls.name for cls in agents]
-        if not names:
+        names = [cls.name for cls in agents] + [r.name for r in remote_agents if r.name]
+        if not names and not remote_agents:
             raise ConfigError("a mesh needs at least one agent")
         if dups := sorted({n for n in names if names.count(n) > 1}):
             raise ConfigError(f"agent names must be unique; repeated: {dups}")
         if "user" in names:
             raise ConfigError("'user' is the driver's principal and cannot name an agent")
         self.agent_classes = list(agents)
+        self.remote_agents = list(remote_agents)
         self.servers = list(tools)
         self.model_specs = dict(models or {})
         for cls in agents:
@@ -158,6 +164,14 @@ class Mesh:
             self._models[name] = launch_model_service(name, spec)
         for cls in self.agent_classes:
             self._agents[cls.name] = self._spawn(cls)
+        wants = {cls.name: str(cls.resources.model_dump()) for cls in self.agent_classes}
+        for remote in self.remote_agents:  # a refused card fails the start here
+            name, _card, handle = await spawn_remote_host(remote)
+            if name in self._agents or name == USER:
+                ray.kill(handle)
+                raise ConfigError(f"remote agent {remote.url} takes the name {name!r}, in use")
+            self._agents[name] = handle
+            wants[name] = f"remote agent at {remote.url}"
         # A model that cannot load fails the start, not the first agent that uses it.
         await self._await_started(
             {f"model {n!r}": self._load_probe(n, h) for n, h in self._models.items()},
@@ -167,9 +181,7 @@ class Mesh:
             name: await_ray(handle.card.remote(), what=f"agent {name!r}")
             for name, handle in self._agents.items()
         }
-        raw_cards = await self._await_started(
-            card_probes, {cls.name: str(cls.resources.model_dump()) for cls in self.agent_classes}
-        )
+        raw_cards = await self._await_started(card_probes, wants)
         self._cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
         directory = {
             name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))

@@ -114,6 +114,8 @@ def validate_plan(plan: Plan, catalog: Sequence[SkillInfo]) -> nx.DiGraph:
 
 def _check_params(where: str, step: PlanStep, info: SkillInfo) -> list[str]:
     schema: dict[str, Any] = info.input_schema
+    if not schema:  # a foreign agent's card publishes no schema: its agent judges the input
+        return []
     props: dict[str, Any] = schema.get("properties", {})
     errors = []
     for param in [*step.args, *step.inputs]:

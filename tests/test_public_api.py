@@ -43,6 +43,8 @@ PUBLIC = {
     "Policy",
     "PolicyError",
     "QuarantineItem",
+    "RemoteAgent",
+    "RemoteAgentError",
     "Resources",
     "RunError",
     "RunFailedError",

@@ -1,0 +1,209 @@
+"""The actor body of a remote A2A agent: the same interface as AgentHost, calls over HTTP.
+
+The mesh's router and executor cannot tell it from a local agent: ``handle`` takes a
+serialised skill-call message and answers a serialised task (never raises), ``card`` gives the
+remote agent's verified card, ``join`` takes the directory and the security actor. The router
+vets the call before it gets here and the reply after it leaves, so traffic to and from the
+remote agent passes the security actor like any other. See :mod:`agentmesh.remote` for what the
+remote agent receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
+
+import httpx
+import ray
+from a2a.client import Client, ClientConfig, create_client
+from a2a.types import (
+    AgentCard,
+    GetTaskRequest,
+    Message,
+    SendMessageRequest,
+    StreamResponse,
+    Task,
+    TaskState,
+)
+from pydantic import JsonValue
+from ray.actor import ActorHandle
+
+from agentmesh._private.router import Peer
+from agentmesh.errors import AgentMeshError, RemoteAgentError, UnknownSkillError
+from agentmesh.protocols import a2a
+from agentmesh.remote import BINDINGS, RemoteAgent, fetch_card, mesh_name
+
+__all__ = ["RemoteAgentHost", "spawn_remote_host"]
+
+_TERMINAL = {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED}
+_TERMINAL |= {TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED}
+_STOPPED = _TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+_POLL_S = 0.25
+
+
+def _state(task: Task) -> str:
+    return TaskState.Name(task.status.state).removeprefix("TASK_STATE_").lower()
+
+
+def _parts_result(parts: Any) -> JsonValue | None:
+    """The first data part's value, else the text parts joined; None when there is neither."""
+    for part in parts:
+        if part.WhichOneof("content") == "data":
+            return a2a._from_value(part.data)
+    texts = [part.text for part in parts if part.WhichOneof("content") == "text"]
+    return "\n".join(texts) if texts else None
+
+
+class RemoteAgentHost:
+    """The actor body around one remote A2A agent; the mesh wraps it with ``ray.remote``."""
+
+    def __init__(self, remote: RemoteAgent, card: bytes, *, name: str) -> None:
+        self.remote = remote
+        self.name = name
+        self._raw_card = card
+        self._card = AgentCard.FromString(card)
+        self._skills = {skill.id for skill in self._card.skills}
+        self.directory: dict[str, Peer] = {}
+        self.security: ActorHandle | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._client: Client | None = None
+        self._opening = asyncio.Lock()  # concurrent calls share one client
+
+    def node_id(self) -> str:
+        """The Ray node this proxy was placed on (its security actor runs there too)."""
+        return str(ray.get_runtime_context().get_node_id())
+
+    def join(
+        self, directory: Mapping[str, Peer], security: ActorHandle, tool_channel: str | None
+    ) -> None:
+        """Same as AgentHost.join; a remote agent makes no calls into the mesh, so it only keeps
+        them for symmetry."""
+        del tool_channel  # a remote agent has no in-mesh tools
+        self.directory = dict(directory)
+        self.security = security
+
+    def card(self) -> bytes:
+        """The remote agent's card, as fetched and verified (signatures kept)."""
+        return self._raw_card
+
+    async def close(self) -> None:
+        """Close the HTTP connections (a later call opens new ones)."""
+        client, http = self._client, self._http
+        self._client = self._http = None
+        if client is not None:
+            await client.close()
+        if http is not None:
+            await http.aclose()
+
+    async def handle(self, raw: bytes) -> bytes:
+        """Serve one skill-call message by calling the remote agent; always answer a task."""
+        started = time.time()
+        request = Message.FromString(raw)
+        skill = "?"
+        try:
+            call = a2a.parse_skill_call(request)
+            skill = call.skill
+            if skill not in self._skills:
+                raise UnknownSkillError(self.name, skill, known=sorted(self._skills))
+            message = a2a.skill_call_message(
+                sender=call.sender,
+                recipient=call.recipient or self.name,
+                skill=skill,
+                args=call.args,
+                context_id=call.context_id,
+            )
+            async with asyncio.timeout(self.remote.timeout_s):
+                result = await self._call(message)
+        except AgentMeshError as exc:
+            return a2a.failed_task(request, exc, started_at=started).SerializeToString()
+        except TimeoutError:
+            error = self._error(f"no answer to {skill!r} within {self.remote.timeout_s:g}s")
+            return a2a.failed_task(request, error, started_at=started).SerializeToString()
+        except Exception as exc:  # the transport's errors: connection refused, HTTP, JSON-RPC
+            error = self._error(f"{skill!r} failed: {type(exc).__name__}: {exc}")
+            return a2a.failed_task(request, error, started_at=started).SerializeToString()
+        return a2a.completed_task(
+            request, result, started_at=started, ended_at=time.time()
+        ).SerializeToString()
+
+    def _error(self, detail: str, state: str | None = None) -> RemoteAgentError:
+        return RemoteAgentError(self.name, self.remote.url, detail, state=state)
+
+    async def _open(self) -> Client:
+        async with self._opening:
+            if self._client is None:
+                self._http = self.remote.http_client()
+                bindings = [*BINDINGS]
+                config = ClientConfig(httpx_client=self._http, supported_protocol_bindings=bindings)
+                self._client = await create_client(self._card, config)
+            return self._client
+
+    async def _call(self, message: Message) -> JsonValue:
+        client = await self._open()
+        task: Task | None = None
+        request = SendMessageRequest(message=message)
+        stream = cast(AsyncGenerator[StreamResponse, None], client.send_message(request))
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if event.HasField("message"):  # a direct answer: no task
+                    return self._result(event.message.parts, "message")
+                task = _merge(task, event)
+        if task is None:
+            raise self._error("the remote agent answered neither a message nor a task")
+        while task.status.state not in _STOPPED:  # the stream ended early: poll to the end
+            await asyncio.sleep(_POLL_S)
+            task = await client.get_task(GetTaskRequest(id=task.id))
+        if task.status.state != TaskState.TASK_STATE_COMPLETED:
+            said = _parts_result(task.status.message.parts) if task.HasField("status") else None
+            raise self._error(str(said or "the task did not complete"), _state(task))
+        parts = [part for artifact in task.artifacts for part in artifact.parts]
+        return self._result(parts or task.status.message.parts, f"task {task.id}")
+
+    def _result(self, parts: Any, what: str) -> JsonValue:
+        result = _parts_result(parts)
+        if result is None:
+            raise self._error(f"{what} completed with neither a data nor a text part")
+        return result
+
+
+def _merge(task: Task | None, event: StreamResponse) -> Task:
+    """Fold one stream event into the task seen so far."""
+    if event.HasField("task"):
+        return event.task
+    current = task or Task()
+    if event.HasField("status_update"):
+        current.id = current.id or event.status_update.task_id
+        current.status.CopyFrom(event.status_update.status)
+    elif event.HasField("artifact_update"):
+        update = event.artifact_update
+        current.id = current.id or update.task_id
+        for artifact in current.artifacts:
+            if artifact.artifact_id == update.artifact.artifact_id:
+                if update.append:
+                    artifact.parts.extend(update.artifact.parts)
+                else:
+                    artifact.CopyFrom(update.artifact)
+                break
+        else:
+            current.artifacts.append(update.artifact)
+    return current
+
+
+async def spawn_remote_host(
+    remote: RemoteAgent, **actor_options: Any
+) -> tuple[str, AgentCard, ActorHandle]:
+    """Fetch and verify ``remote``'s card (in the caller), then start its proxy actor.
+
+    Returns (mesh name, verified card, actor handle). CardVerificationError, RemoteAgentError
+    and ConfigError from the fetch propagate before any actor exists. The proxy only waits on
+    the network, so it asks for no CPU unless ``actor_options`` say otherwise.
+    """
+    card = await fetch_card(remote)
+    name = mesh_name(remote, card)
+    options: dict[str, Any] = {"num_cpus": 0, **actor_options}
+    actor_cls = ray.remote(RemoteAgentHost).options(**options)
+    handle = actor_cls.remote(remote, card.SerializeToString(), name=name)
+    return name, card, cast(ActorHandle, handle)
