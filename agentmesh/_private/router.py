@@ -56,11 +56,18 @@ class Router:
     """Delivers skill calls for one sender; every hop is vetted by the security actor."""
 
     def __init__(
-        self, sender: str, directory: Mapping[str, Peer], security: ActorHandle | None
+        self,
+        sender: str,
+        directory: Mapping[str, Peer],
+        security: ActorHandle | None,
+        *,
+        vet: bool = True,
     ) -> None:
         self.sender = sender
         self.directory = directory
         self.security = security
+        # Only bench/hop.py turns vetting off, to measure the transport alone.
+        self.vet = vet
 
     def peer(self, agent: str, skill: str) -> Peer:
         peer = self.directory.get(agent)
@@ -76,24 +83,26 @@ class Router:
         """Call ``agent.skill``; return its result and the A2A task that carried it."""
         peer = self.peer(agent, skill)
         security = self.security
-        if security is None:
+        if security is None and self.vet:
             raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
         message: Message = a2a.skill_call_message(
             sender=self.sender, recipient=agent, skill=skill, args=args, context_id=context_id
         )
-        decision: Any = await await_ray(
-            security.vet_message.remote(self.sender, agent, skill, a2a.message_text(message)),
-            what="security actor",
-        )
-        raise_for_decision(decision)
+        if security is not None and self.vet:
+            decision: Any = await await_ray(
+                security.vet_message.remote(self.sender, agent, skill, a2a.message_text(message)),
+                what="security actor",
+            )
+            raise_for_decision(decision)
         raw = await await_ray(
             peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
         )
         task = Task.FromString(raw)
         result = a2a.task_result(task)  # raises the callee's error, typed
-        reply = await await_ray(
-            security.vet_reply.remote(agent, self.sender, skill, a2a.task_text(task)),
-            what="security actor",
-        )
-        raise_for_decision(reply)
+        if security is not None and self.vet:
+            reply = await await_ray(
+                security.vet_reply.remote(agent, self.sender, skill, a2a.task_text(task)),
+                what="security actor",
+            )
+            raise_for_decision(reply)
         return result, task
