@@ -94,7 +94,7 @@ class Router:
                 what="security actor",
             )
             raise_for_decision(decision)
-        raw = await await_ray(
+        raw: bytes = await await_ray(
             peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
         )
         task = Task.FromString(raw)
