@@ -5,6 +5,7 @@ their calls as A2A messages through a security actor, plugs MCP servers in as to
 local models, and executes planned task DAGs. Everything listed in ``__all__`` is the public API.
 """
 
+from agentmesh.a2a_gateway import GatewayAuth, GatewayIdentity, build_a2a_app
 from agentmesh.agent import Agent, AgentContext, Resources, skill
 from agentmesh.errors import (
     AgentDefinitionError,
@@ -89,6 +90,8 @@ __all__ = [
     "Decision",
     "ErrorInfo",
     "Finding",
+    "GatewayAuth",
+    "GatewayIdentity",
     "GenerateRequest",
     "GenerateResponse",
     "HttpServer",
@@ -152,6 +155,7 @@ __all__ = [
     "UserError",
     "Verdict",
     "__version__",
+    "build_a2a_app",
     "build_mcp_server",
     "default_model_path",
     "load_policy",

@@ -12,13 +12,9 @@ resource ``agentmesh://agents/<name>``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
-import socket
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import mcp_types as types
@@ -28,6 +24,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from pydantic import JsonValue
 
+from agentmesh._private.asgi import serve_asgi
 from agentmesh.errors import (
     AgentMeshError,
     ConfigError,
@@ -231,43 +228,6 @@ async def serve_mcp(
 
 
 async def _serve_http(server: Server[Any], host: str, port: int) -> None:
-    import uvicorn
-
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("MCP on %s:%d: not loopback, and there is no authentication", host, port)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot serve MCP on {host}:{port}: {exc}") from None
-
-    class Web(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield  # signals are the caller's: serve_mcp stops when cancelled
-
-    app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-    )
-    web = Web(config)
-
-    async def run() -> None:
-        try:
-            await web.serve(sockets=[sock])
-        except SystemExit:  # uvicorn exits when its startup fails; it logged why
-            raise ConfigError(f"the MCP HTTP server on {host}:{port} failed to start") from None
-
-    task = asyncio.ensure_future(run())
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # let uvicorn close its connections and the MCP sessions, then stop
-        web.should_exit = True
-        await task
-        raise
-    finally:
-        sock.close()
+    await serve_asgi(server.streamable_http_app(host=host), host, port, what="MCP")

@@ -272,13 +272,14 @@ async def test_cli_serves_the_demo_mesh_over_stdio(tmp_path: Path) -> None:
     assert left == []
 
 
-def test_serve_without_mcp_is_a_usage_error() -> None:
-    done = subprocess.run(
-        [AGENTMESH, "serve"], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 2
-    assert "only MCP serving" in done.stderr
-    assert done.stdout == ""
+def test_serve_needs_exactly_one_protocol() -> None:
+    for args in ([], ["--mcp", "--a2a"]):
+        done = subprocess.run(
+            [AGENTMESH, "serve", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2
+        assert "choose one" in done.stderr
+        assert done.stdout == ""
 
 
 @pytest.mark.llama

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentmesh.errors import AgentMeshError
+from agentmesh.errors import AgentMeshError, ConfigError
 
 if TYPE_CHECKING:
     from agentmesh.inference import ModelSpec
@@ -125,25 +125,57 @@ async def _serve_http(model: ModelSpec | None, host: str, port: int) -> int | No
     return signum
 
 
+async def _serve_a2a(model: ModelSpec | None, host: str, port: int, auth_file: Path) -> int | None:
+    import yaml
+
+    from agentmesh.a2a_gateway import GatewayAuth, serve_a2a
+    from agentmesh.examples.demo import build_mesh
+
+    try:
+        auth = GatewayAuth.model_validate(yaml.safe_load(auth_file.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"cannot use the gateway credentials in {auth_file}: {exc}") from None
+    async with build_mesh(model=model) as mesh:
+        where = f"[{host}]" if ":" in host else host
+        _say(f"serving {_describe(mesh)} over A2A at http://{where}:{port}/agents/<name>/")
+        signum = await _until_stopped(serve_a2a(mesh, auth=auth, host=host, port=port))
+        _say(f"{_why(signum, 'stopped')}; stopping the mesh")
+    _ignore_sigterm()
+    _say("mesh stopped")
+    return signum
+
+
 def serve(
-    mcp: Annotated[
-        bool, typer.Option("--mcp", help="Serve the mesh as an MCP server (the only mode so far).")
+    mcp: Annotated[bool, typer.Option("--mcp", help="Serve the mesh as an MCP server.")] = False,
+    a2a: Annotated[
+        bool, typer.Option("--a2a", help="Serve the mesh's agents over A2A (HTTP).")
     ] = False,
+    auth: Annotated[
+        Path | None,
+        typer.Option(help="With --a2a: YAML of identities (API keys, bearer tokens, grants)."),
+    ] = None,
     http: Annotated[
         bool, typer.Option("--http", help="Streamable HTTP at http://HOST:PORT/mcp, not stdio.")
     ] = False,
     host: Annotated[str, typer.Option(help="HTTP host; keep it loopback.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 8766,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default: 8766 for MCP, 8767 for A2A).")
+    ] = None,
     model_path: Annotated[
         Path | None, typer.Option(help="A GGUF file; default: the bundled Gemma 3 270M.")
     ] = None,
 ) -> None:
-    """Serve the example mesh to MCP clients: each skill is a tool <agent>.<skill>."""
-    if not mcp:
+    """Serve the example mesh to MCP clients (each skill a tool <agent>.<skill>) or, with
+    --a2a, to A2A clients (each agent at /agents/<name>/, authenticated)."""
+    if mcp == a2a:
         raise typer.BadParameter(
-            "only MCP serving exists so far: run `agentmesh serve --mcp` (stdio) "
-            "or `agentmesh serve --mcp --http`",
-            param_hint="'--mcp'",
+            "choose one: `agentmesh serve --mcp` (stdio, or --http) or "
+            "`agentmesh serve --a2a --auth identities.yaml`",
+            param_hint="'--mcp' / '--a2a'",
+        )
+    if a2a and auth is None:
+        raise typer.BadParameter(
+            "the A2A gateway authenticates every request", param_hint="'--auth'"
         )
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -152,7 +184,12 @@ def serve(
 
     model = LlamaCppModel(path=str(model_path)) if model_path else None
     try:
-        signum = asyncio.run(_serve_http(model, host, port) if http else _serve_stdio(model))
+        if a2a:
+            assert auth is not None
+            work = _serve_a2a(model, host, port or 8767, auth)
+        else:
+            work = _serve_http(model, host, port or 8766) if http else _serve_stdio(model)
+        signum = asyncio.run(work)
     except KeyboardInterrupt:  # Ctrl-C before the mesh was serving
         raise typer.Exit(130) from None
     except Exception as exc:
