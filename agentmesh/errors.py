@@ -301,3 +301,25 @@ class ContentQuarantined(SecurityDenied):
     Nothing is lost: the content stays in the security actor's quarantine under
     ``decision.quarantine_id`` for review.
     """
+
+
+def outside_text(exc: AgentMeshError) -> str:
+    """``<ErrorType>: <message>`` for a client outside the mesh (MCP, A2A).
+
+    A security denial names its verdict, rule and decision, never the content it refused: the
+    reason may quote an attack, and the error text travels back to whoever sent it.
+    """
+    kind = type(exc).__name__
+    if not isinstance(exc, SecurityDenied):
+        return f"{kind}: {exc.message}"
+    decision = exc.decision
+    if decision is None:
+        return f"{kind}: refused by the security actor"
+    verdict = getattr(decision.verdict, "value", decision.verdict)
+    text = (
+        f"{kind}: refused by the security actor: {verdict} under rule {decision.rule!r} "
+        f"(decision #{decision.seq}, {decision.kind} {decision.principal} -> {decision.target})"
+    )
+    if decision.quarantine_id:
+        text += f"; the content is held in quarantine as {decision.quarantine_id}"
+    return text

@@ -28,9 +28,9 @@ from agentmesh._private.asgi import serve_asgi
 from agentmesh.errors import (
     AgentMeshError,
     ConfigError,
-    SecurityDenied,
     UnknownAgentError,
     UnknownSkillError,
+    outside_text,
 )
 from agentmesh.mesh import Mesh
 from agentmesh.planner import SkillInfo
@@ -62,24 +62,6 @@ def _output_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     if defs is not None:
         wrapped["$defs"] = defs
     return wrapped, True
-
-
-def _error_text(exc: AgentMeshError) -> str:
-    """``<ErrorType>: <message>``; a security denial names its rule, not what it refused."""
-    kind = type(exc).__name__
-    if not isinstance(exc, SecurityDenied):
-        return f"{kind}: {exc.message}"
-    decision = exc.decision
-    if decision is None:
-        return f"{kind}: refused by the security actor"
-    verdict = getattr(decision.verdict, "value", decision.verdict)
-    text = (
-        f"{kind}: refused by the security actor: {verdict} under rule {decision.rule!r} "
-        f"(decision #{decision.seq}, {decision.kind} {decision.principal} -> {decision.target})"
-    )
-    if decision.quarantine_id:
-        text += f"; the content is held in quarantine as {decision.quarantine_id}"
-    return text
 
 
 def _error_result(text: str) -> types.CallToolResult:
@@ -124,7 +106,7 @@ class _MeshTools:
             value = await self.mesh.call(info.agent, info.skill, **(params.arguments or {}))
         except AgentMeshError as exc:
             logger.info("MCP tool %r failed: %s", name, type(exc).__name__)
-            return _error_result(_error_text(exc))
+            return _error_result(outside_text(exc))
         except Exception as exc:  # never let one call take the server down
             logger.exception("MCP tool %r raised an unexpected error", name)
             return _error_result(f"InternalError: {type(exc).__name__}: {exc}")

@@ -50,6 +50,7 @@ __all__ = [
     "task_result",
     "task_text",
     "task_timing",
+    "value_json",
 ]
 
 #: protocol_binding of the interface an in-mesh agent is reached on (Ray actor calls).
@@ -76,7 +77,8 @@ def _integral(data: Any) -> Any:
     return data
 
 
-def _from_value(value: struct_pb2.Value) -> JsonValue:
+def value_json(value: struct_pb2.Value) -> JsonValue:
+    """A protobuf Value (an A2A data part) as JSON, whole numbers as ints."""
     return _integral(json_format.MessageToDict(value))
 
 
@@ -192,7 +194,7 @@ def parse_skill_call(message: Message) -> SkillCall:
     data_parts = [part for part in message.parts if part.WhichOneof("content") == "data"]
     if not meta.get("skill") or len(data_parts) != 1:
         raise errors.UserError("not an agentmesh skill call: needs one data part and a skill")
-    args = _from_value(data_parts[0].data)
+    args = value_json(data_parts[0].data)
     if not isinstance(args, dict):
         raise errors.UserError("skill call arguments must be a JSON object")
     return SkillCall(
@@ -298,7 +300,7 @@ def task_result(task: Task) -> JsonValue:
     if task.status.state == TaskState.TASK_STATE_COMPLETED:
         for artifact in task.artifacts:
             if artifact.name == "result" and artifact.parts:
-                return _from_value(artifact.parts[0].data)
+                return value_json(artifact.parts[0].data)
         raise errors.RunError(f"task {task.id} completed without a result artifact")
     raise _error_from(task)
 

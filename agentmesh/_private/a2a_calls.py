@@ -17,7 +17,7 @@ from a2a.types import Message
 from google.protobuf import json_format
 from pydantic import JsonValue
 
-from agentmesh.protocols.a2a import card_skill_schemas
+from agentmesh.protocols.a2a import card_skill_schemas, value_json
 
 __all__ = ["CallRefused", "Grants", "SkillCall", "SkillTable", "resolve_call"]
 
@@ -98,10 +98,10 @@ def resolve_call(message: Message, table: SkillTable, grants: Grants) -> SkillCa
     part = message.parts[0]
     kind = part.WhichOneof("content")
     if kind == "data":
-        args = json_format.MessageToDict(part.data)
+        args = value_json(part.data)
         if not isinstance(args, dict):
             raise CallRefused("the data part must hold the arguments as a JSON object")
-        return SkillCall(skill, _integral(args))
+        return SkillCall(skill, args)
     if kind == "text":
         param = table.text_param.get(skill)
         if param is None:
@@ -110,14 +110,3 @@ def resolve_call(message: Message, table: SkillTable, grants: Grants) -> SkillCa
             )
         return SkillCall(skill, {param: part.text})
     raise CallRefused("a skill call has a data part or a text part, nothing else")
-
-
-def _integral(data: Any) -> Any:
-    """protobuf keeps numbers as doubles; give whole numbers back as ints."""
-    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
-        return int(data)
-    if isinstance(data, list):
-        return [_integral(item) for item in data]
-    if isinstance(data, dict):
-        return {key: _integral(item) for key, item in data.items()}
-    return data

@@ -39,7 +39,7 @@ from google.protobuf import json_format, struct_pb2
 from pydantic import JsonValue
 
 from agentmesh._private.a2a_calls import CallRefused, Grants, SkillTable, resolve_call
-from agentmesh.errors import AgentMeshError, SecurityDenied
+from agentmesh.errors import AgentMeshError, outside_text
 from agentmesh.mesh import Mesh
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "MeshAgentExecutor",
     "OwnedTaskStore",
     "ScrubbingJsonRpcDispatcher",
-    "error_text",
     "grants_of",
 ]
 
@@ -63,21 +62,6 @@ def grants_of(context: ServerCallContext) -> Grants | None:
 def _owner(context: ServerCallContext) -> str:
     grants = grants_of(context)
     return grants.name if grants is not None else ""
-
-
-def error_text(exc: AgentMeshError) -> str:
-    """``<ErrorType>: <message>``; a security denial names its rule, not what it refused."""
-    kind = type(exc).__name__
-    if not isinstance(exc, SecurityDenied):
-        return f"{kind}: {exc.message}"
-    decision = exc.decision
-    if decision is None:
-        return f"{kind}: refused by the security actor"
-    verdict = getattr(decision.verdict, "value", decision.verdict)
-    text = f"{kind}: refused by the security actor: {verdict} under rule {decision.rule!r}"
-    if decision.quarantine_id:
-        text += f"; the content is held in quarantine as {decision.quarantine_id}"
-    return text
 
 
 def _value(data: JsonValue) -> struct_pb2.Value:
@@ -120,7 +104,7 @@ class MeshAgentExecutor(AgentExecutor):
             await self._fail(updater, "CallRefused", exc.reason)
         except AgentMeshError as exc:
             logger.info("A2A call to %s failed: %s", self.table.agent, type(exc).__name__)
-            await self._fail(updater, type(exc).__name__, error_text(exc))
+            await self._fail(updater, type(exc).__name__, outside_text(exc))
         except Exception:
             logger.exception("A2A call to %s raised an unexpected error", self.table.agent)
             await self._fail(updater, "InternalError", "InternalError: the call failed")

@@ -52,7 +52,7 @@ def _parts_result(parts: Any) -> JsonValue | None:
     """The first data part's value, else the text parts joined; None when there is neither."""
     for part in parts:
         if part.WhichOneof("content") == "data":
-            return a2a._from_value(part.data)
+            return a2a.value_json(part.data)
     texts = [part.text for part in parts if part.WhichOneof("content") == "text"]
     return "\n".join(texts) if texts else None
 
