@@ -5,7 +5,7 @@ their calls as A2A messages through a security actor, plugs MCP servers in as to
 local models, and executes planned task DAGs. Everything listed in ``__all__`` is the public API.
 """
 
-from agentmesh.a2a_gateway import GatewayAuth, GatewayIdentity, build_a2a_app
+from agentmesh.a2a_gateway import GatewayAuth, GatewayIdentity, TaskRetention, build_a2a_app
 from agentmesh.agent import Agent, AgentContext, Resources, skill
 from agentmesh.errors import (
     AgentDefinitionError,
@@ -133,6 +133,7 @@ __all__ = [
     "SkillInfo",
     "SkillInputError",
     "StdioServer",
+    "TaskRetention",
     "TemplatePlanner",
     "ToolArgumentsError",
     "ToolCall",

@@ -75,7 +75,7 @@ from agentmesh._private.a2a_server import (
 from agentmesh._private.asgi import serve_asgi
 from agentmesh.mesh import Mesh
 
-__all__ = ["GatewayAuth", "GatewayIdentity", "build_a2a_app", "serve_a2a"]
+__all__ = ["GatewayAuth", "GatewayIdentity", "TaskRetention", "build_a2a_app", "serve_a2a"]
 
 #: The names of the security schemes every served card declares.
 API_KEY_SCHEME = "apiKey"
@@ -142,14 +142,16 @@ def _served_card(card: AgentCard, url: str) -> AgentCard:
     return served
 
 
-def _agent_routes(mesh: Mesh, card: AgentCard, public_url: str | None) -> tuple[Mount, Any]:
+def _agent_routes(
+    mesh: Mesh, card: AgentCard, public_url: str | None, retention: TaskRetention
+) -> tuple[Mount, Any]:
     name = card.name
     base = f"{AGENTS_PREFIX}{name}/"
     table = SkillTable(name, card)
     handler = GatewayRequestHandler(
         table=table,
         agent_executor=MeshAgentExecutor(mesh, table),
-        task_store=OwnedTaskStore(),
+        task_store=OwnedTaskStore(**retention.model_dump()),
         agent_card=_served_card(card, f"{(public_url or 'http://localhost').rstrip('/')}{base}"),
     )
 
@@ -179,12 +181,28 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(code, {404: "not found", 405: "method not allowed"}.get(code, "internal"))
 
 
+class TaskRetention(BaseModel):
+    """How long the gateway keeps tasks, so its memory stays bounded under any request stream.
+
+    Finished tasks expire ``ttl_s`` after they finished, each identity keeps at most
+    ``max_finished_per_owner`` of them per agent (oldest dropped first), and every task keeps
+    its last ``max_history`` messages. Running tasks are never dropped.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_finished_per_owner: int = Field(default=1000, ge=1)
+    max_history: int = Field(default=50, ge=1)
+
+
 def build_a2a_app(
     mesh: Mesh,
     *,
     auth: GatewayAuth,
     max_request_bytes: int = 1_000_000,
     public_url: str | None = None,
+    retention: TaskRetention | None = None,
 ) -> Starlette:
     """A Starlette app serving every agent of a started mesh over A2A (see the module docs).
 
@@ -199,7 +217,7 @@ def build_a2a_app(
         raise ValueError("max_request_bytes must be positive")
     mounts, handlers = [], []
     for card in mesh.cards():  # ConfigError if the mesh is not started
-        mount, handler = _agent_routes(mesh, card, public_url)
+        mount, handler = _agent_routes(mesh, card, public_url, retention or TaskRetention())
         mounts.append(mount)
         handlers.append(handler)
     api_keys, bearer_tokens = {}, {}

@@ -43,7 +43,13 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from agentmesh import Mesh
-from agentmesh.a2a_gateway import GatewayAuth, GatewayIdentity, build_a2a_app, serve_a2a
+from agentmesh.a2a_gateway import (
+    GatewayAuth,
+    GatewayIdentity,
+    TaskRetention,
+    build_a2a_app,
+    serve_a2a,
+)
 
 from .mesh_agents import INJECTION
 
@@ -433,3 +439,18 @@ def test_cli_serves_the_demo_mesh_over_a2a(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+async def test_finished_tasks_are_bounded_per_identity(mesh: Mesh) -> None:
+    """A stream of requests cannot grow the gateway: the oldest finished tasks are dropped."""
+    small = build_a2a_app(
+        mesh, auth=AUTH, retention=TaskRetention(max_finished_per_owner=2, max_history=1)
+    )
+    tasks = [await _send(small, ALICE, _call("echo", {"text": f"n{i}"})) for i in range(3)]
+    assert [_result(t) for t in tasks] == ["n0", "n1", "n2"]
+    async with _http(small, ALICE) as http:
+        client = await create_client(BASE, ClientConfig(httpx_client=http))
+        with pytest.raises(TaskNotFoundError):  # the oldest went when the third finished
+            await client.get_task(GetTaskRequest(id=tasks[0].id))
+        kept = await client.get_task(GetTaskRequest(id=tasks[2].id))
+    assert _result(kept) == "n2" and len(kept.history) <= 1

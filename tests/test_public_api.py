@@ -62,6 +62,7 @@ PUBLIC = {
     "SkillInfo",
     "SkillInputError",
     "StdioServer",
+    "TaskRetention",
     "TemplatePlanner",
     "ToolCall",
     "ToolArgumentsError",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -155,22 +156,60 @@ class GatewayRequestHandler(DefaultRequestHandler):
             yield event
 
 
+_FINAL_STATES = frozenset(
+    {
+        TaskState.TASK_STATE_COMPLETED,
+        TaskState.TASK_STATE_FAILED,
+        TaskState.TASK_STATE_CANCELED,
+        TaskState.TASK_STATE_REJECTED,
+    }
+)
+
+
 class OwnedTaskStore(TaskStore):
-    """Tasks kept per owner: a task belongs to the identity that created it, and to no other.
+    """Tasks kept per owner, and bounded: a task belongs to the identity that created it.
 
     Every task id is recorded with its owner; a lookup, cancel or subscribe by anyone else (or
-    by nobody) finds nothing, exactly as for an id that never existed.
+    by nobody) finds nothing, exactly as for an id that never existed. So that a stream of
+    requests cannot grow the gateway without limit, each task keeps only its last
+    ``max_history`` messages, finished tasks expire ``ttl_s`` after their last update, and an
+    owner keeps at most ``max_finished_per_owner`` finished tasks (the oldest go first). Tasks
+    still running are never evicted.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, ttl_s: float = 3600.0, max_finished_per_owner: int = 1000, max_history: int = 50
+    ) -> None:
         self._inner = InMemoryTaskStore(owner_resolver=_owner)
         self._owners: dict[str, str] = {}
+        self._finished: dict[str, dict[str, float]] = {}  # owner -> task id -> finished at
+        self.ttl_s = ttl_s
+        self.max_finished_per_owner = max_finished_per_owner
+        self.max_history = max_history
 
     async def save(self, task: Task, context: ServerCallContext) -> None:
         owner = _owner(context)
         if not owner or self._owners.setdefault(task.id, owner) != owner:
             raise TaskNotFoundError
+        if len(task.history) > self.max_history:
+            kept = list(task.history)[-self.max_history :]
+            del task.history[:]
+            task.history.extend(kept)
         await self._inner.save(task, context)
+        if task.status.state in _FINAL_STATES:
+            self._finished.setdefault(owner, {})[task.id] = time.monotonic()
+        await self._evict(owner, context)
+
+    async def _evict(self, owner: str, context: ServerCallContext) -> None:
+        finished = self._finished.get(owner, {})
+        now = time.monotonic()
+        expired = [tid for tid, at in finished.items() if now - at > self.ttl_s]
+        overflow = max(0, len(finished) - len(expired) - self.max_finished_per_owner)
+        live = [tid for tid in finished if tid not in expired]  # oldest first (insertion order)
+        for task_id in expired + live[:overflow]:
+            await self._inner.delete(task_id, context)
+            finished.pop(task_id, None)
+            self._owners.pop(task_id, None)
 
     async def get(self, task_id: str, context: ServerCallContext) -> Task | None:
         owner = _owner(context)
@@ -188,6 +227,7 @@ class OwnedTaskStore(TaskStore):
         if owner and self._owners.get(task_id) == owner:
             await self._inner.delete(task_id, context)
             del self._owners[task_id]
+            self._finished.get(owner, {}).pop(task_id, None)
 
 
 _RPC_MESSAGES = {
