@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from agentmesh._private.cli_serve import serve
+from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
 from agentmesh.errors import AgentMeshError
 from agentmesh.executor import RunResult
@@ -81,9 +80,7 @@ def _decisions_table(decisions: list[Decision]) -> Table:
 @app.command()
 def demo(
     goal: Annotated[str, typer.Option(help="What the agents should brief.")] = "",
-    model_path: Annotated[
-        Path | None, typer.Option(help="A GGUF file; default: the bundled Gemma 3 270M.")
-    ] = None,
+    model_path: ModelPathOption = None,
     address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster instead of starting one.")
     ] = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from a2a.types import (
@@ -40,6 +41,7 @@ __all__ = [
     "MESH_BINDING",
     "SKILL_SCHEMAS_EXTENSION",
     "SkillCall",
+    "answer_skill_call",
     "build_agent_card",
     "card_skill_schemas",
     "completed_task",
@@ -282,6 +284,35 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(key): _jsonable(item) for key, item in value.items()}
     return repr(value)
+
+
+async def answer_skill_call(
+    raw: bytes,
+    run: Callable[[SkillCall], Awaitable[JsonValue]],
+    wrap: Callable[[str, Exception], errors.AgentMeshError],
+) -> bytes:
+    """Decode a serialised skill-call message, run it, and answer with a serialised task.
+
+    Never raises: an agentmesh error fails the task as it is, any other exception is first
+    turned into one by ``wrap(skill, exc)``. Local agents and remote-agent proxies share this
+    envelope, so both answer exactly alike.
+    """
+    started = time.time()
+    request = Message.FromString(raw)
+    skill = "?"
+    try:
+        call = parse_skill_call(request)
+        skill = call.skill
+        result = await run(call)
+    except errors.AgentMeshError as exc:
+        error = exc
+    except Exception as exc:
+        error = wrap(skill, exc)
+    else:
+        return completed_task(
+            request, result, started_at=started, ended_at=time.time()
+        ).SerializeToString()
+    return failed_task(request, error, started_at=started).SerializeToString()
 
 
 def task_text(task: Task) -> str:

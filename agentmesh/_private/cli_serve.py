@@ -145,6 +145,12 @@ async def _serve_a2a(model: ModelSpec | None, host: str, port: int, auth_file: P
     return signum
 
 
+#: The CLI's one way to name a GGUF file (``agentmesh demo`` and ``agentmesh serve``).
+ModelPathOption = Annotated[
+    Path | None, typer.Option(help="A GGUF file; default: the bundled Gemma 3 270M.")
+]
+
+
 def serve(
     mcp: Annotated[bool, typer.Option("--mcp", help="Serve the mesh as an MCP server.")] = False,
     a2a: Annotated[
@@ -161,9 +167,7 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="HTTP port (default: 8766 for MCP, 8767 for A2A).")
     ] = None,
-    model_path: Annotated[
-        Path | None, typer.Option(help="A GGUF file; default: the bundled Gemma 3 270M.")
-    ] = None,
+    model_path: ModelPathOption = None,
 ) -> None:
     """Serve the example mesh to MCP clients (each skill a tool <agent>.<skill>) or, with
     --a2a, to A2A clients (each agent at /agents/<name>/, authenticated)."""

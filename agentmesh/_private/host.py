@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import time
 import uuid
 from collections.abc import Mapping
 
 import ray
-from a2a.types import Message
 from pydantic import JsonValue, ValidationError
 from ray.actor import ActorHandle
 
@@ -132,22 +130,15 @@ class AgentHost:
 
     async def handle(self, raw: bytes) -> bytes:
         """Serve one A2A skill-call message; always answer with a task, never raise."""
-        started = time.time()
-        request = Message.FromString(raw)
-        skill_name = "?"
-        try:
-            call = a2a.parse_skill_call(request)
-            skill_name = call.skill
+
+        async def run(call: a2a.SkillCall) -> JsonValue:
             _CONTEXT_ID.set(call.context_id)
-            result = await self._run(call.skill, call.args)
-        except Exception as exc:
-            error = exc
-            if not isinstance(exc, AgentMeshError):
-                error = SkillFailedError(self.name, skill_name, type(exc).__name__, str(exc))
-            return a2a.failed_task(request, error, started_at=started).SerializeToString()
-        return a2a.completed_task(
-            request, result, started_at=started, ended_at=time.time()
-        ).SerializeToString()
+            return await self._run(call.skill, call.args)
+
+        def wrap(skill: str, exc: Exception) -> AgentMeshError:
+            return SkillFailedError(self.name, skill, type(exc).__name__, str(exc))
+
+        return await a2a.answer_skill_call(raw, run, wrap)
 
     async def _run(self, skill: str, args: dict[str, JsonValue]) -> JsonValue:
         spec = self.agent.skills.get(skill)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 
@@ -100,34 +99,27 @@ class RemoteAgentHost:
 
     async def handle(self, raw: bytes) -> bytes:
         """Serve one skill-call message by calling the remote agent; always answer a task."""
-        started = time.time()
-        request = Message.FromString(raw)
-        skill = "?"
-        try:
-            call = a2a.parse_skill_call(request)
-            skill = call.skill
-            if skill not in self._skills:
-                raise UnknownSkillError(self.name, skill, known=sorted(self._skills))
+
+        async def run(call: a2a.SkillCall) -> JsonValue:
+            if call.skill not in self._skills:
+                raise UnknownSkillError(self.name, call.skill, known=sorted(self._skills))
             message = a2a.skill_call_message(
                 sender=call.sender,
                 recipient=call.recipient or self.name,
-                skill=skill,
+                skill=call.skill,
                 args=call.args,
                 context_id=call.context_id,
             )
             async with asyncio.timeout(self.remote.timeout_s):
-                result = await self._call(message)
-        except AgentMeshError as exc:
-            return a2a.failed_task(request, exc, started_at=started).SerializeToString()
-        except TimeoutError:
-            error = self._error(f"no answer to {skill!r} within {self.remote.timeout_s:g}s")
-            return a2a.failed_task(request, error, started_at=started).SerializeToString()
-        except Exception as exc:  # the transport's errors: connection refused, HTTP, JSON-RPC
-            error = self._error(f"{skill!r} failed: {type(exc).__name__}: {exc}")
-            return a2a.failed_task(request, error, started_at=started).SerializeToString()
-        return a2a.completed_task(
-            request, result, started_at=started, ended_at=time.time()
-        ).SerializeToString()
+                return await self._call(message)
+
+        def wrap(skill: str, exc: Exception) -> AgentMeshError:
+            if isinstance(exc, TimeoutError):
+                return self._error(f"no answer to {skill!r} within {self.remote.timeout_s:g}s")
+            # the transport's errors: connection refused, HTTP, JSON-RPC
+            return self._error(f"{skill!r} failed: {type(exc).__name__}: {exc}")
+
+        return await a2a.answer_skill_call(raw, run, wrap)
 
     def _error(self, detail: str, state: str | None = None) -> RemoteAgentError:
         return RemoteAgentError(self.name, self.remote.url, detail, state=state)
