@@ -5,9 +5,9 @@ lives under ``/agents/<name>/``:
 
 - ``GET /agents/<name>/.well-known/agent-card.json``: its Agent Card, with the interfaces below,
   the security schemes (``X-API-Key`` header, bearer token) and only the skills the caller may
-  call;
+  call, without their schemas;
 - ``POST /agents/<name>/``: JSON-RPC 2.0 (``SendMessage``, ``GetTask``, ``ListTasks``,
-  ``CancelTask``; send the header ``A2A-Version: 1.0``);
+  ``CancelTask``, ``GetExtendedAgentCard``; send the header ``A2A-Version: 1.0``);
 - ``/agents/<name>/message:send``, ``/agents/<name>/tasks/<id>`` ...: HTTP+JSON (REST).
 
 A message is one skill call: its metadata names the skill (``{"skill": "echo"}``; an agent
@@ -29,6 +29,12 @@ or nest deeper than 64 levels, get the JSON-RPC parse / invalid-request errors (
 HTTP+JSON); no error response carries an exception's text. A request without ``A2A-Version``
 is taken as protocol 0.3 (a2a-sdk's reading of the spec) and refused with ``-32009``.
 
+The extended card (``GetExtendedAgentCard``, or ``GET .../extendedAgentCard``) adds the input
+and output JSON Schemas of the skills the caller may call; only identities with
+``extended_card: true`` get it, the others the spec's ``-32007`` (HTTP 400 on HTTP+JSON).
+Given ``card_key``, every card served is signed (JWS, ``agentmesh.protocols.a2a_signing``) for
+its caller and URL; see ``agentmesh._private.a2a_cards``.
+
 Tasks are kept in memory, with their history, for the life of the app.
 """
 
@@ -38,34 +44,20 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import create_rest_routes
-from a2a.types import (
-    AgentCard,
-    AgentInterface,
-    APIKeySecurityScheme,
-    HTTPAuthSecurityScheme,
-    SecurityRequirement,
-    SecurityScheme,
-    StringList,
-)
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, TransportProtocol
+from a2a.types import AgentCard
+from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from agentmesh._private.a2a_calls import Grants, SkillTable
-from agentmesh._private.a2a_http import (
-    AGENTS_PREFIX,
-    API_KEY_HEADER,
-    GatewayGuard,
-    digest,
-    error_response,
-)
+from agentmesh._private.a2a_cards import AgentCards, RequestBaseURL
+from agentmesh._private.a2a_http import AGENTS_PREFIX, GatewayGuard, digest, error_response
 from agentmesh._private.a2a_server import (
     GatewayRequestHandler,
     MeshAgentExecutor,
@@ -74,24 +66,25 @@ from agentmesh._private.a2a_server import (
 )
 from agentmesh._private.asgi import serve_asgi
 from agentmesh.mesh import Mesh
+from agentmesh.protocols.a2a_signing import CardKey
 
 __all__ = ["GatewayAuth", "GatewayIdentity", "TaskRetention", "build_a2a_app", "serve_a2a"]
 
-#: The names of the security schemes every served card declares.
-API_KEY_SCHEME = "apiKey"
-BEARER_SCHEME = "bearer"
 _MIN_SECRET = 16
 
 
 class GatewayIdentity(BaseModel):
-    """One caller: its credentials and the ``agent.skill`` glob patterns it may call."""
+    """One caller: its credentials, the ``agent.skill`` glob patterns it may call and whether
+    it may fetch the extended Agent Cards (``extended_card``: they add the skills' schemas)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=128)
+    #: Also the caller's principal in the mesh's security policy: ``user:<name>``.
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
     api_keys: list[SecretStr] = Field(default_factory=list)
     bearer_tokens: list[SecretStr] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
+    extended_card: bool = False
 
 
 class GatewayAuth(BaseModel):
@@ -118,56 +111,33 @@ class GatewayAuth(BaseModel):
         return self
 
 
-def _security(card: AgentCard) -> None:
-    api_key = APIKeySecurityScheme(name=API_KEY_HEADER, location="header")
-    card.security_schemes[API_KEY_SCHEME].CopyFrom(SecurityScheme(api_key_security_scheme=api_key))
-    bearer = HTTPAuthSecurityScheme(scheme="Bearer")
-    card.security_schemes[BEARER_SCHEME].CopyFrom(SecurityScheme(http_auth_security_scheme=bearer))
-    for scheme in (API_KEY_SCHEME, BEARER_SCHEME):  # either one
-        card.security_requirements.append(SecurityRequirement(schemes={scheme: StringList()}))
-
-
-def _served_card(card: AgentCard, url: str) -> AgentCard:
-    served = AgentCard()
-    served.CopyFrom(card)
-    del served.supported_interfaces[:]
-    for binding in (TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON):
-        served.supported_interfaces.append(
-            AgentInterface(url=url, protocol_binding=binding.value, protocol_version="1.0")
-        )
-    served.capabilities.streaming = False
-    if "text/plain" not in served.default_input_modes:
-        served.default_input_modes.append("text/plain")
-    _security(served)
-    return served
-
-
 def _agent_routes(
-    mesh: Mesh, card: AgentCard, public_url: str | None, retention: TaskRetention
+    mesh: Mesh,
+    card: AgentCard,
+    public_url: str | None,
+    retention: TaskRetention,
+    *,
+    card_key: CardKey | None,
 ) -> tuple[Mount, Any]:
     name = card.name
     base = f"{AGENTS_PREFIX}{name}/"
     table = SkillTable(name, card)
+    cards = AgentCards(card, base=base, public_url=public_url, key=card_key)
     handler = GatewayRequestHandler(
         table=table,
-        agent_executor=MeshAgentExecutor(mesh, table),
-        task_store=OwnedTaskStore(**retention.model_dump()),
-        agent_card=_served_card(card, f"{(public_url or 'http://localhost').rstrip('/')}{base}"),
+        agent_executor=MeshAgentExecutor(
+            mesh, table, max_artifact_bytes=retention.max_artifact_bytes
+        ),
+        task_store=OwnedTaskStore(**retention.model_dump(exclude={"max_artifact_bytes"})),
+        agent_card=cards.public_card,
+        extended_agent_card=cards.extended_card,
+        extended_card_modifier=cards.extended,
     )
-
-    async def agent_card(request: Request) -> Response:
-        root = public_url or str(request.base_url)
-        served = _served_card(card, f"{root.rstrip('/')}{base}")
-        grants: Grants = request.scope["auth"]
-        allowed = [s for s in served.skills if grants.may_call(name, s.id)]
-        del served.skills[:]
-        served.skills.extend(allowed)
-        return JSONResponse(agent_card_to_dict(served))
 
     rpc = ScrubbingJsonRpcDispatcher(request_handler=handler)
     rest = [r for r in create_rest_routes(handler) if isinstance(r, Route)]  # no tenant mount
     routes: list[BaseRoute] = [
-        Route(AGENT_CARD_WELL_KNOWN_PATH, agent_card, methods=["GET"]),
+        Route(AGENT_CARD_WELL_KNOWN_PATH, cards.public, methods=["GET"]),
         Route("/", rpc.handle_requests, methods=["POST"]),
         *rest,
     ]
@@ -186,7 +156,9 @@ class TaskRetention(BaseModel):
 
     Finished tasks expire ``ttl_s`` after they finished, each identity keeps at most
     ``max_finished_per_owner`` of them per agent (oldest dropped first), and every task keeps
-    its last ``max_history`` messages. Running tasks are never dropped.
+    its last ``max_history`` messages. Running tasks are never dropped. A task's artifacts may
+    hold at most ``max_artifact_bytes``: a result that grows past it is canceled at the agent
+    and its task fails, so one task cannot hold more than that.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -194,6 +166,7 @@ class TaskRetention(BaseModel):
     ttl_s: float = Field(default=3600.0, gt=0)
     max_finished_per_owner: int = Field(default=1000, ge=1)
     max_history: int = Field(default=50, ge=1)
+    max_artifact_bytes: int = Field(default=1_000_000, ge=1)
 
 
 def build_a2a_app(
@@ -203,12 +176,14 @@ def build_a2a_app(
     max_request_bytes: int = 1_000_000,
     public_url: str | None = None,
     retention: TaskRetention | None = None,
+    card_key: CardKey | None = None,
 ) -> Starlette:
     """A Starlette app serving every agent of a started mesh over A2A (see the module docs).
 
     ``public_url`` is the base URL the cards advertise; by default each card names the URL it
-    was fetched from. Serve the app with uvicorn (or any ASGI server); it holds no state beyond
-    its in-memory tasks.
+    was fetched from. With ``card_key``, every card served (public and extended) is signed
+    with it, per response, after it is filtered for the caller. Serve the app with uvicorn (or
+    any ASGI server); it holds no state beyond its in-memory tasks.
 
     Raises:
         ConfigError: the mesh is not started.
@@ -217,12 +192,14 @@ def build_a2a_app(
         raise ValueError("max_request_bytes must be positive")
     mounts, handlers = [], []
     for card in mesh.cards():  # ConfigError if the mesh is not started
-        mount, handler = _agent_routes(mesh, card, public_url, retention or TaskRetention())
+        mount, handler = _agent_routes(
+            mesh, card, public_url, retention or TaskRetention(), card_key=card_key
+        )
         mounts.append(mount)
         handlers.append(handler)
     api_keys, bearer_tokens = {}, {}
     for identity in auth.identities:
-        grants = Grants(identity.name, identity.allow)
+        grants = Grants(identity.name, identity.allow, extended_card=identity.extended_card)
         api_keys.update({digest(k.get_secret_value()): grants for k in identity.api_keys})
         bearer_tokens.update({digest(t.get_secret_value()): grants for t in identity.bearer_tokens})
 
@@ -241,7 +218,7 @@ def build_a2a_app(
     )
     return Starlette(
         routes=mounts,
-        middleware=[guard],
+        middleware=[Middleware(RequestBaseURL), guard],
         exception_handlers={404: _http_error, 405: _http_error, Exception: _http_error},
         lifespan=lifespan,
     )
@@ -255,7 +232,14 @@ async def serve_a2a(
     port: int = 8767,
     max_request_bytes: int = 1_000_000,
     public_url: str | None = None,
+    card_key: CardKey | None = None,
 ) -> None:
     """Serve a started mesh's agents over A2A (JSON-RPC and HTTP+JSON) until cancelled."""
-    app = build_a2a_app(mesh, auth=auth, max_request_bytes=max_request_bytes, public_url=public_url)
+    app = build_a2a_app(
+        mesh,
+        auth=auth,
+        max_request_bytes=max_request_bytes,
+        public_url=public_url,
+        card_key=card_key,
+    )
     await serve_asgi(app, host, port, what="A2A")

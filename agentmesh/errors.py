@@ -23,6 +23,7 @@ __all__ = [
     "CardVerificationError",
     "ConfigError",
     "ContentQuarantined",
+    "InputRequired",
     "MessageBlocked",
     "ModelError",
     "ModelNotFoundError",
@@ -38,6 +39,7 @@ __all__ = [
     "SecurityDenied",
     "SkillFailedError",
     "SkillInputError",
+    "TaskCanceledError",
     "ToolArgumentsError",
     "ToolCallBlocked",
     "ToolCallError",
@@ -50,6 +52,7 @@ __all__ = [
     "UnknownAgentError",
     "UnknownModelError",
     "UnknownSkillError",
+    "UnknownTaskError",
     "UnknownToolError",
     "UserError",
 ]
@@ -170,6 +173,43 @@ class CardVerificationError(UserError):
         self.kids = kids
 
 
+class InputRequired(UserError):
+    """A skill needs more input before it can finish: its task waits in ``input-required``.
+
+    A skill raises it (``raise InputRequired("Delete 3 files? Reply confirm=true", field=
+    "confirm")``); the caller sees it raised with ``agent``, ``skill`` and ``task_id`` filled
+    in. Replying on that task (``Mesh.resume``, or an A2A message naming the task id) runs the
+    skill again from the start, with its first arguments updated by the reply's; a reply that is
+    a lone text part fills ``field`` (default: the skill's one required string parameter).
+    """
+
+    def __init__(
+        self,
+        prompt: str,
+        *,
+        field: str | None = None,
+        agent: str = "",
+        skill: str = "",
+        task_id: str = "",
+    ) -> None:
+        super().__init__(prompt)
+        self.prompt = prompt
+        self.field = field
+        self.agent = agent
+        self.skill = skill
+        self.task_id = task_id
+
+
+class UnknownTaskError(UserError):
+    """No task of that id is waiting or running for this caller (never existed, finished,
+    expired, or belongs to someone else: the answer is the same, so it tells nothing)."""
+
+    def __init__(self, task_id: str, *, agent: str) -> None:
+        super().__init__(f"agent {agent!r} has no open task {task_id[:64]!r} for this caller")
+        self.task_id = task_id
+        self.agent = agent
+
+
 class PlanValidationError(UserError):
     """A plan failed validation: schema, unknown skills, cycles or dangling inputs."""
 
@@ -194,6 +234,15 @@ class SkillFailedError(RunError):
         self.skill = skill
         self.error_type = error_type
         self.detail = detail
+
+
+class TaskCanceledError(RunError):
+    """The task was canceled before it finished (by its caller, or by the mesh on its behalf)."""
+
+    def __init__(self, task_id: str, *, agent: str = "") -> None:
+        super().__init__(f"task {task_id[:64]!r} of agent {agent!r} was canceled")
+        self.task_id = task_id
+        self.agent = agent
 
 
 class AgentUnavailableError(RunError):

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import ray
-from a2a.types import AgentCard
+from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -44,6 +45,7 @@ from agentmesh.executor import RunResult, execute
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelInfo, ModelSpec
 from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
 from agentmesh.security import Decision, Policy, QuarantineItem, load_policy
@@ -55,6 +57,14 @@ T = TypeVar("T")
 
 #: The principal the driver speaks as (Mesh.call and the plan executor).
 USER = "user"
+_NAMED_USER = re.compile(r"^user:[A-Za-z0-9._@-]{1,128}$")
+
+
+def _principal(principal: str) -> str:
+    """``user`` or ``user:<name>``: callers outside the mesh can never speak as an agent."""
+    if principal != USER and not _NAMED_USER.match(principal):
+        raise ConfigError(f"a principal is 'user' or 'user:<name>', not {principal[:140]!r}")
+    return principal
 
 
 class Mesh:
@@ -322,9 +332,57 @@ class Mesh:
         return infos
 
     async def call(self, agent: str, skill: str, /, **args: Any) -> JsonValue:
-        """Call one skill as the user; the result, or the skill's error raised typed."""
+        """Call one skill as the user; the result, or the skill's error raised typed.
+
+        A skill that asks for more input raises InputRequired: answer with :meth:`resume`.
+        """
         result, _task = await self._ready().send(agent, skill, args, context_id=uuid.uuid4().hex)
         return result
+
+    async def resume(self, agent: str, task_id: str, /, **args: Any) -> JsonValue:
+        """Answer an input-required task: run its skill again with ``args`` updating the first
+        call's; the result, or the error (InputRequired again, if it asks again)."""
+        router = self._ready()
+        result, _task = await router.send(
+            agent, "", args, context_id=uuid.uuid4().hex, task_id=task_id
+        )
+        return result
+
+    async def stream(
+        self, agent: str, message: Message, *, principal: str = USER, task_id: str | None = None
+    ) -> AsyncIterator[StreamResponse]:
+        """Send an A2A message to ``agent`` and yield its task's events as they are produced.
+
+        The message names its skill in ``metadata["skill"]`` (unless the agent has one) and has
+        one data part (the arguments) or one text part; with ``message.task_id`` set it answers that
+        input-required task. ``principal`` is ``"user"`` or ``"user:<name>"`` (the A2A gateway
+        sends as ``user:<identity>``); the security policy sees it as the sender. ``task_id``
+        is the id a new task gets (default: a fresh one). This is the A2A gateway's own path,
+        so both give the same states and artifacts.
+        """
+        router = self._ready()
+        sender = _principal(principal)
+        async for event in router.stream(agent, message, sender=sender, task_id=task_id):
+            yield event
+
+    async def send(
+        self, agent: str, message: Message, *, principal: str = USER, task_id: str | None = None
+    ) -> Task:
+        """:meth:`stream`, waited for: the task as it ended (completed, failed, canceled) or
+        as it waits (input-required)."""
+        task: Task | None = None
+        async for event in self.stream(agent, message, principal=principal, task_id=task_id):
+            task = apply_event(task, event)
+        assert task is not None  # a stream always ends with a status event
+        return task
+
+    async def cancel(self, agent: str, task_id: str, *, principal: str = USER) -> None:
+        """Cancel a running or input-required task; its stream ends ``canceled``.
+
+        Raises:
+            UnknownTaskError: no open task of that id for this principal.
+        """
+        await self._ready().cancel(agent, task_id, sender=_principal(principal))
 
     async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse:
         """Run a mesh model directly (planners use this)."""

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from a2a.client import A2ACardResolver, A2AClientError
-from a2a.types import AgentCard
+from a2a.client import A2ACardResolver, A2AClientError, ClientConfig, create_client
+from a2a.types import AgentCard, GetExtendedAgentCardRequest
 from a2a.utils.constants import TransportProtocol
+from a2a.utils.errors import ExtendedAgentCardNotConfiguredError, UnsupportedOperationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentmesh.errors import ConfigError, RemoteAgentError
@@ -97,6 +99,21 @@ def mesh_name(remote: RemoteAgent, card: AgentCard) -> str:
     return name
 
 
+async def _extended(
+    card: AgentCard, http: httpx.AsyncClient, verify: Callable[[AgentCard], None]
+) -> AgentCard:
+    """The authenticated extended card (an agentmesh gateway puts the skills' schemas there),
+    verified like the public one; the public card when this caller may not have it."""
+    config = ClientConfig(httpx_client=http, supported_protocol_bindings=list(BINDINGS))
+    client = await create_client(card, config)
+    try:
+        return await client.get_extended_agent_card(
+            GetExtendedAgentCardRequest(), signature_verifier=verify
+        )
+    except (ExtendedAgentCardNotConfiguredError, UnsupportedOperationError):
+        return card  # not granted to this caller: the public card is what there is
+
+
 async def fetch_card(remote: RemoteAgent) -> AgentCard:
     """Fetch the remote agent's card and verify its signature.
 
@@ -113,6 +130,8 @@ async def fetch_card(remote: RemoteAgent) -> AgentCard:
         async with remote.http_client() as client, asyncio.timeout(remote.timeout_s):
             resolver = A2ACardResolver(client, remote.url)
             card = await resolver.get_agent_card(signature_verifier=verify)
+            if card.capabilities.extended_agent_card:
+                card = await _extended(card, client, verify)
     except TimeoutError:
         detail = f"no agent card within {remote.timeout_s:g}s"
         raise RemoteAgentError(name, remote.url, detail) from None

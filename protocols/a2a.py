@@ -33,6 +33,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import JsonValue
 
 from agentmesh import errors
+from agentmesh.protocols.a2a_tasks import RESULT_ARTIFACT, TIMING, error_message
 
 if TYPE_CHECKING:
     from agentmesh.agent import Agent
@@ -47,8 +48,11 @@ __all__ = [
     "completed_task",
     "failed_task",
     "message_text",
+    "named_skill",
     "parse_skill_call",
     "skill_call_message",
+    "stamp_message",
+    "status_error",
     "task_result",
     "task_text",
     "task_timing",
@@ -155,9 +159,25 @@ def card_skill_schemas(card: AgentCard) -> dict[str, dict[str, Any]]:
 
 
 class SkillCall:
-    """A decoded skill-call message."""
+    """A decoded skill-call message.
 
-    __slots__ = ("args", "context_id", "message_id", "recipient", "sender", "skill")
+    ``task_id`` is the task the call runs as: the id the sender chose for a new task, or, when
+    ``continues`` is true, the input-required task this message answers (its ``skill`` may
+    then be empty: the task knows it). ``text`` is set instead of ``args`` when the message
+    is a lone text part.
+    """
+
+    __slots__ = (
+        "args",
+        "context_id",
+        "continues",
+        "message_id",
+        "recipient",
+        "sender",
+        "skill",
+        "task_id",
+        "text",
+    )
 
     def __init__(
         self,
@@ -168,6 +188,9 @@ class SkillCall:
         args: dict[str, JsonValue],
         message_id: str,
         context_id: str,
+        task_id: str = "",
+        continues: bool = False,
+        text: str | None = None,
     ) -> None:
         self.sender = sender
         self.recipient = recipient
@@ -175,37 +198,107 @@ class SkillCall:
         self.args = args
         self.message_id = message_id
         self.context_id = context_id
+        self.task_id = task_id
+        self.continues = continues
+        self.text = text
 
 
 def skill_call_message(
-    *, sender: str, recipient: str, skill: str, args: dict[str, JsonValue], context_id: str
+    *,
+    sender: str,
+    recipient: str,
+    skill: str,
+    args: dict[str, JsonValue],
+    context_id: str,
+    task_id: str | None = None,
+    continues: bool = False,
 ) -> Message:
-    """An A2A message asking ``recipient`` to run ``skill`` with ``args``."""
-    return Message(
+    """An A2A message asking ``recipient`` to run ``skill`` with ``args``.
+
+    ``task_id`` names the task it runs as (a new one unless ``continues``: then the message
+    answers that input-required task).
+    """
+    meta: dict[str, Any] = {"sender": sender, "recipient": recipient, "skill": skill}
+    message = Message(
         message_id=uuid.uuid4().hex,
         context_id=context_id,
         role=Role.ROLE_USER,
         parts=[Part(data=_to_value(args), media_type="application/json")],
-        metadata=_struct({_META: {"sender": sender, "recipient": recipient, "skill": skill}}),
     )
+    if continues and task_id:
+        message.task_id = task_id
+    elif task_id:
+        meta["task_id"] = task_id
+    message.metadata.CopyFrom(_struct({_META: meta}))
+    return message
+
+
+def stamp_message(
+    message: Message, *, sender: str, recipient: str, skill: str, task_id: str
+) -> Message:
+    """A copy of an A2A message as the mesh routes it: who sends it, to which skill, as which
+    task. Whatever the message claimed under ``agentmesh`` is replaced: only the router that
+    stamps it knows the sender."""
+    stamped = Message()
+    stamped.CopyFrom(message)
+    meta = _struct_dict(message.metadata) if message.HasField("metadata") else {}
+    meta[_META] = {"sender": sender, "recipient": recipient, "skill": skill}
+    if not message.task_id:
+        meta[_META]["task_id"] = task_id
+    stamped.metadata.CopyFrom(_struct(meta))
+    return stamped
+
+
+def named_skill(message: Message) -> str | None:
+    """The skill a message names: ``metadata.skill`` (A2A clients) or ``metadata.agentmesh.skill``.
+
+    Raises:
+        UserError: the name is there but not a non-empty string.
+    """
+    meta = _struct_dict(message.metadata) if message.HasField("metadata") else {}
+    inner = meta.get(_META)
+    skill = inner.get("skill") if isinstance(inner, dict) and inner.get("skill") else None
+    skill = skill if skill is not None else meta.get("skill")
+    if skill is None:
+        return None
+    if not isinstance(skill, str) or not skill:
+        raise errors.UserError("metadata 'skill' must be a non-empty string")
+    return skill
 
 
 def parse_skill_call(message: Message) -> SkillCall:
-    """Decode a skill-call message; a malformed one raises a UserError."""
+    """Decode a skill-call message; a malformed one raises a UserError.
+
+    A call has exactly one part: a data part with the arguments as a JSON object, or a text
+    part (for a skill whose one required parameter is a string, or the answer to a question).
+    """
     meta = _struct_dict(message.metadata).get(_META) or {}
-    data_parts = [part for part in message.parts if part.WhichOneof("content") == "data"]
-    if not meta.get("skill") or len(data_parts) != 1:
-        raise errors.UserError("not an agentmesh skill call: needs one data part and a skill")
-    args = value_json(data_parts[0].data)
-    if not isinstance(args, dict):
-        raise errors.UserError("skill call arguments must be a JSON object")
+    skill = named_skill(message) or ""  # the router names it, or the waiting task knows it
+    if len(message.parts) != 1:
+        raise errors.UserError("a skill call has exactly one part: a data part or a text part")
+    part = message.parts[0]
+    kind = part.WhichOneof("content")
+    args: dict[str, JsonValue] = {}
+    text: str | None = None
+    if kind == "data":
+        data = value_json(part.data)
+        if not isinstance(data, dict):
+            raise errors.UserError("skill call arguments must be a JSON object")
+        args = data
+    elif kind == "text":
+        text = part.text
+    else:
+        raise errors.UserError("a skill call has a data part or a text part, nothing else")
     return SkillCall(
         sender=str(meta.get("sender", "")),
         recipient=str(meta.get("recipient", "")),
-        skill=str(meta["skill"]),
+        skill=skill,
         args=args,
         message_id=message.message_id,
         context_id=message.context_id,
+        task_id=message.task_id or str(meta.get("task_id") or ""),
+        continues=bool(message.task_id),
+        text=text,
     )
 
 
@@ -233,11 +326,16 @@ def _status(state: int, message: Message | None = None) -> TaskStatus:
 
 
 def completed_task(
-    request: Message, result: JsonValue, *, started_at: float, ended_at: float
+    request: Message,
+    result: JsonValue,
+    *,
+    started_at: float,
+    ended_at: float,
+    task_id: str | None = None,
 ) -> Task:
     """The completed task answering ``request``, its result in one ``result`` artifact."""
     return Task(
-        id=uuid.uuid4().hex,
+        id=task_id or uuid.uuid4().hex,
         context_id=request.context_id,
         status=_status(TaskState.TASK_STATE_COMPLETED),
         artifacts=[
@@ -248,42 +346,29 @@ def completed_task(
             )
         ],
         history=[request],
-        metadata=_struct({_META: {"started_at": started_at, "ended_at": ended_at}}),
+        metadata=_struct({TIMING: {"started_at": started_at, "ended_at": ended_at}}),
     )
 
 
 def failed_task(
-    request: Message, error: BaseException, *, started_at: float, ended_at: float | None = None
+    request: Message,
+    error: BaseException,
+    *,
+    started_at: float,
+    ended_at: float | None = None,
+    task_id: str | None = None,
 ) -> Task:
     """A failed task whose status message names the error type and keeps its fields."""
-    fields = {key: _jsonable(value) for key, value in vars(error).items() if key != "message"}
-    detail = {"type": type(error).__name__, "message": str(error), "fields": fields}
-    status_message = Message(
-        message_id=uuid.uuid4().hex,
-        context_id=request.context_id,
-        role=Role.ROLE_AGENT,
-        parts=[Part(text=str(error))],
-        metadata=_struct({_META: {"error": detail}}),
-    )
+    task_id = task_id or uuid.uuid4().hex
     return Task(
-        id=uuid.uuid4().hex,
+        id=task_id,
         context_id=request.context_id,
-        status=_status(TaskState.TASK_STATE_FAILED, status_message),
+        status=_status(
+            TaskState.TASK_STATE_FAILED, error_message(request.context_id, task_id, error)
+        ),
         history=[request],
-        metadata=_struct({_META: {"started_at": started_at, "ended_at": ended_at or time.time()}}),
+        metadata=_struct({TIMING: {"started_at": started_at, "ended_at": ended_at or time.time()}}),
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    return repr(value)
 
 
 async def answer_skill_call(
@@ -294,15 +379,17 @@ async def answer_skill_call(
     """Decode a serialised skill-call message, run it, and answer with a serialised task.
 
     Never raises: an agentmesh error fails the task as it is, any other exception is first
-    turned into one by ``wrap(skill, exc)``. Local agents and remote-agent proxies share this
-    envelope, so both answer exactly alike.
+    turned into one by ``wrap(skill, exc)``. For agents that answer whole tasks (remote-agent
+    proxies); local agents run the events of :mod:`agentmesh.protocols.a2a_tasks`.
     """
     started = time.time()
     request = Message.FromString(raw)
-    skill = "?"
+    skill, task_id = "?", None
     try:
         call = parse_skill_call(request)
-        skill = call.skill
+        skill, task_id = call.skill, call.task_id or None
+        if call.continues:
+            raise errors.UnknownTaskError(call.task_id, agent=call.recipient)
         result = await run(call)
     except errors.AgentMeshError as exc:
         error = exc
@@ -310,9 +397,12 @@ async def answer_skill_call(
         error = wrap(skill, exc)
     else:
         return completed_task(
-            request, result, started_at=started, ended_at=time.time()
+            request, result, started_at=started, ended_at=time.time(), task_id=task_id
         ).SerializeToString()
-    return failed_task(request, error, started_at=started).SerializeToString()
+    task = failed_task(request, error, started_at=started, task_id=task_id)
+    if isinstance(error, errors.TaskCanceledError):
+        task.status.state = TaskState.TASK_STATE_CANCELED
+    return task.SerializeToString()
 
 
 def task_text(task: Task) -> str:
@@ -322,25 +412,50 @@ def task_text(task: Task) -> str:
 
 def task_timing(task: Task) -> tuple[float | None, float | None]:
     """(started_at, ended_at) as the agent recorded them."""
-    meta = _struct_dict(task.metadata).get(_META) or {}
+    meta = _struct_dict(task.metadata).get(TIMING) or {}
     return meta.get("started_at"), meta.get("ended_at")
 
 
-def task_result(task: Task) -> JsonValue:
-    """The result of a completed task, or raise the error a failed task carries."""
-    if task.status.state == TaskState.TASK_STATE_COMPLETED:
-        for artifact in task.artifacts:
-            if artifact.name == "result" and artifact.parts:
-                return value_json(artifact.parts[0].data)
+def task_result(task: Task, *, agent: str = "") -> JsonValue:
+    """The result of a completed task, or raise what stopped it.
+
+    A streaming skill's result is the list of its chunks. An input-required task raises
+    :class:`~agentmesh.InputRequired` (with ``agent``, ``skill`` and ``task_id`` to answer it),
+    a canceled one :class:`~agentmesh.TaskCanceledError`, a failed one the error it carries.
+    """
+    state = task.status.state
+    if state == TaskState.TASK_STATE_COMPLETED:
+        parts = [p for a in task.artifacts if a.name == RESULT_ARTIFACT for p in a.parts]
+        if (_struct_dict(task.metadata).get(_META) or {}).get("stream"):
+            return [value_json(part.data) for part in parts]
+        if parts:
+            return value_json(parts[0].data)
         raise errors.RunError(f"task {task.id} completed without a result artifact")
-    raise _error_from(task)
+    if state == TaskState.TASK_STATE_INPUT_REQUIRED:
+        ask = _struct_dict(task.status.message.metadata).get(_META, {}).get("input") or {}
+        prompt = str(ask.get("prompt") or _first_text(task.status.message) or "input required")
+        raise errors.InputRequired(
+            prompt,
+            field=ask.get("field"),
+            agent=agent,
+            skill=str(ask.get("skill") or ""),
+            task_id=task.id,
+        )
+    if state == TaskState.TASK_STATE_CANCELED:
+        raise errors.TaskCanceledError(task.id, agent=agent)
+    raise status_error(task.status)
 
 
-def _error_from(task: Task) -> errors.AgentMeshError:
-    meta = _struct_dict(task.status.message.metadata).get(_META) or {}
+def _first_text(message: Message) -> str:
+    return next((p.text for p in message.parts if p.WhichOneof("content") == "text"), "")
+
+
+def status_error(status: TaskStatus) -> errors.AgentMeshError:
+    """The agentmesh error a failed task's status carries (a RunError if it names none)."""
+    meta = _struct_dict(status.message.metadata).get(_META) or {}
     detail = meta.get("error") or {}
     cls = getattr(errors, str(detail.get("type")), None)
-    message = str(detail.get("message") or task.status.message.parts[0].text)
+    message = str(detail.get("message") or _first_text(status.message) or "the task failed")
     if not (isinstance(cls, type) and issubclass(cls, errors.AgentMeshError)):
         return errors.RunError(message)
     fields = dict(detail.get("fields") or {})

@@ -11,7 +11,18 @@ import ray
 from agentmesh import Mesh, ScriptedError, ScriptedModel
 from agentmesh._private.ray_init import ensure_ray
 
-from .mesh_agents import DOCS, FLAKY, PLANNER_REPLIES, POLICY, Echo, Joiner, Left, Right, Tooler
+from .mesh_agents import (
+    DOCS,
+    FLAKY,
+    PLANNER_REPLIES,
+    POLICY,
+    Echo,
+    Joiner,
+    Left,
+    Right,
+    Tasker,
+    Tooler,
+)
 
 # Logical CPUs for Ray's accounting; the machine has 2 cores. The llama model service asks for 1.
 TEST_NUM_CPUS = 4
@@ -51,6 +62,6 @@ async def mesh(ray_session: None) -> AsyncIterator[Mesh]:
         "scripted": ScriptedModel(["a scripted answer", ScriptedError(message="model broke")]),
         "planner": ScriptedModel(PLANNER_REPLIES),
     }
-    agents = [Echo, Left, Right, Tooler, Joiner]
+    agents = [Echo, Left, Right, Tooler, Joiner, Tasker]
     async with Mesh(agents, tools=[DOCS, FLAKY], models=models, policy=POLICY) as m:
         yield m

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, JsonValue
 
-from agentmesh import Agent, Resources, StdioServer, skill
+from agentmesh import Agent, InputRequired, Resources, StdioServer, skill
 
 POLICY = str(Path(__file__).parent / "policies" / "test.yaml")
 # What the "planner" scripted model answers: a plan naming a missing skill, then a good one.
@@ -134,3 +136,76 @@ class Joiner(Agent):
         if self.attempts[key] <= failures:
             raise RuntimeError(f"attempt {self.attempts[key]} fails")
         return self.attempts[key]
+
+
+class Tasker(Agent):
+    """Long, streaming and conversational skills: the A2A task states."""
+
+    name = "tasker"
+    resources = Resources(num_cpus=0.1)
+    cancelled: dict[str, bool] = {}
+
+    @skill
+    async def count(self, n: int, pause: float = 0.0) -> AsyncIterator[int]:
+        """Yield 0..n-1, pausing between them."""
+        for i in range(n):
+            if i and pause:
+                await asyncio.sleep(pause)
+            yield i
+
+    @skill
+    def lines(self, n: int) -> Iterator[str]:
+        """Yield n lines from a plain generator."""
+        for i in range(n):
+            yield f"line {i}"
+
+    @skill
+    def confirm(self, action: str, confirm: bool = False) -> str:
+        """Do an action, once confirmed."""
+        if not confirm:
+            raise InputRequired(f"Really {action}? Answer confirm=true.", field="confirm")
+        return f"done: {action}"
+
+    @skill
+    def greet(self, greeting: str, name: str = "") -> str:
+        """Greet someone, asking for the name if it is missing."""
+        if not name:
+            raise InputRequired("What is your name?", field="name")
+        return f"{greeting}, {name}!"
+
+    @skill
+    async def wait(self, key: str, seconds: float) -> str:
+        """Sleep; note whether the sleep was cancelled."""
+        self.cancelled[key] = False
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled[key] = True
+            raise
+        return key
+
+    @skill
+    def was_cancelled(self, key: str) -> bool | None:
+        """Whether wait(key) was cancelled (None: it never started)."""
+        return self.cancelled.get(key)
+
+    @skill
+    async def leak(self, where: int, split: bool = False) -> AsyncIterator[str]:
+        """Yield benign chunks with a prompt injection at ``where`` (in 6-character pieces,
+        each harmless alone, if split)."""
+        planted = (
+            [INJECTION[i : i + 6] for i in range(0, len(INJECTION), 6)] if split else [INJECTION]
+        )
+        for i in range(3):
+            if i == where:
+                for chunk in planted:
+                    yield chunk
+            else:
+                yield f"benign chunk {i}"
+
+    @skill
+    async def big(self, chunks: int, size: int) -> AsyncIterator[str]:
+        """Yield chunks of x's."""
+        for _ in range(chunks):
+            await asyncio.sleep(0)
+            yield "x" * size

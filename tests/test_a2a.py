@@ -38,7 +38,7 @@ def test_skill_call_round_trip_keeps_integers() -> None:
 
 
 def test_malformed_message_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="not an agentmesh skill call"):
+    with pytest.raises(UserError, match="exactly one part"):
         a2a.parse_skill_call(Message(message_id="m", role=Role.ROLE_USER))
 
 

@@ -36,7 +36,7 @@ from .mesh_agents import DOCS, FLAKY, INJECTION, POLICY, Echo, Left, Tooler
 
 async def test_cards_are_a2a_agent_cards(mesh: Mesh) -> None:
     cards = {card.name: card for card in mesh.cards()}
-    assert set(cards) == {"echo", "left", "right", "tooler", "joiner"}
+    assert set(cards) == {"echo", "left", "right", "tooler", "joiner", "tasker"}
     assert isinstance(cards["echo"], AgentCard)
     assert {s.id for s in cards["echo"].skills} >= {"echo", "fail", "forward"}
     assert {t.qualified_name for t in mesh.tools()} >= {"docs.search_docs", "flaky.echo"}

@@ -30,6 +30,7 @@ from a2a.types import (
     AgentSkill,
     Message,
     Part,
+    StreamResponse,
     Task,
     TaskState,
 )
@@ -44,9 +45,10 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentmesh import CardVerificationError, RemoteAgentError, UnknownSkillError
+from agentmesh import CardVerificationError, RemoteAgentError, TaskCanceledError, UnknownSkillError
 from agentmesh._private.remote_host import RemoteAgentHost, spawn_remote_host
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.remote import RemoteAgent, fetch_card, mesh_name
 
 SKILLS = ("add", "shout", "fail", "ask", "slow")
@@ -315,6 +317,38 @@ async def test_a_slow_remote_agent_times_out(server: Server) -> None:
     assert time.monotonic() - started < 3
     with pytest.raises(RemoteAgentError, match="within 1s"):
         a2a.task_result(task)
+    await host.close()
+
+
+async def test_a_remote_call_is_canceled_by_its_sender_only(server: Server) -> None:
+    host = await _host(RemoteAgent(url=server.base, trusted_keys=server.jwks, timeout_s=60))
+    message = a2a.skill_call_message(
+        sender="planner",
+        recipient="calc-agent",
+        skill="slow",
+        args={},
+        context_id="run-1",
+        task_id="t-slow",
+    )
+    pending = asyncio.ensure_future(_ask(host, message))
+    await asyncio.sleep(0.5)
+    assert await host.cancel("t-slow", "someone-else") is False
+    started = time.monotonic()
+    assert await host.cancel("t-slow", "planner") is True
+    task = await asyncio.wait_for(pending, 5)
+    assert time.monotonic() - started < 3
+    assert task.id == "t-slow" and task.status.state == TaskState.TASK_STATE_CANCELED
+    with pytest.raises(TaskCanceledError):
+        a2a.task_result(task)
+    assert await host.cancel("t-slow", "planner") is False  # finished: nothing to cancel
+    # the streaming entry point replays the remote task as the events that build it
+    raws = [raw async for raw in host.stream(_call("add", {"a": 2, "b": 2}).SerializeToString())]
+    events = [StreamResponse.FromString(raw) for raw in raws]
+    assert events[0].HasField("task") and events[-1].HasField("status_update")
+    folded = None
+    for event in events:
+        folded = apply_event(folded, event)
+    assert folded is not None and a2a.task_result(folded) == {"sum": 4}
     await host.close()
 
 

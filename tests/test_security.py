@@ -74,7 +74,7 @@ def test_default_pack_loads_by_name_and_is_least_privilege() -> None:
     policy = load_policy("default")
     assert policy.name == "default"
     assert policy.default is Verdict.BLOCK
-    assert [(r.from_, r.to) for r in policy.messages] == [(["user"], ["*"])]
+    assert [(r.from_, r.to) for r in policy.messages] == [(["user", "user:*"], ["*"])]
     assert policy.tools == {}
     assert policy.scanning.enabled
     assert policy.scanning.on_message is Verdict.BLOCK

@@ -3,23 +3,24 @@
 A message names its skill in ``metadata["skill"]`` (or in the mesh's own
 ``metadata["agentmesh"]["skill"]``; an agent with a single skill needs neither) and carries
 exactly one part: a data part holding the arguments as a JSON object, or a text part for a skill
-whose input has exactly one required parameter and that parameter is a string. Anything else is
-refused before a task exists, as invalid params.
+whose input has exactly one required parameter and that parameter is a string. A message on an
+existing task (``task_id`` set) answers that input-required task: its skill is the task's. Anything
+else is refused before a task exists, as invalid params.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from a2a.types import Message
-from google.protobuf import json_format
-from pydantic import JsonValue
 
-from agentmesh.protocols.a2a import card_skill_schemas, value_json
+from agentmesh._private.task_runner import text_parameter
+from agentmesh.errors import UserError
+from agentmesh.protocols import a2a
 
-__all__ = ["CallRefused", "Grants", "SkillCall", "SkillTable", "resolve_call"]
+__all__ = ["CallRefused", "Grants", "SkillTable", "resolve_call"]
 
 
 class CallRefused(Exception):
@@ -31,13 +32,15 @@ class CallRefused(Exception):
 
 
 class Grants:
-    """The ``agent.skill`` glob patterns one identity may call (``agent`` alone: every skill)."""
+    """The ``agent.skill`` glob patterns one identity may call (``agent`` alone: every skill),
+    and whether it may fetch the extended Agent Cards (which carry the skills' schemas)."""
 
-    __slots__ = ("name", "patterns")
+    __slots__ = ("extended_card", "name", "patterns")
 
-    def __init__(self, name: str, patterns: Sequence[str]) -> None:
+    def __init__(self, name: str, patterns: Sequence[str], *, extended_card: bool = False) -> None:
         self.name = name
         self.patterns = tuple(p if "." in p else f"{p}.*" for p in patterns)
+        self.extended_card = extended_card
 
     def may_reach(self, agent: str) -> bool:
         """Whether any pattern could match a skill of ``agent``."""
@@ -48,14 +51,6 @@ class Grants:
         return any(fnmatch.fnmatchcase(target, p) for p in self.patterns)
 
 
-class SkillCall:
-    __slots__ = ("args", "skill")
-
-    def __init__(self, skill: str, args: dict[str, JsonValue]) -> None:
-        self.skill = skill
-        self.args = args
-
-
 class SkillTable:
     """One agent's skills and, for each, the parameter a lone text part fills (if any)."""
 
@@ -63,50 +58,31 @@ class SkillTable:
         self.agent = agent
         self.skills = [s.id for s in card.skills]
         self.text_param: dict[str, str] = {}
-        for skill, schemas in card_skill_schemas(card).items():
-            inputs: Mapping[str, Any] = schemas.get("input") or {}
-            required = list(inputs.get("required") or [])
-            props = inputs.get("properties") or {}
-            if len(required) == 1 and (props.get(required[0]) or {}).get("type") == "string":
-                self.text_param[skill] = required[0]
+        for skill, schemas in a2a.card_skill_schemas(card).items():
+            param = text_parameter(schemas.get("input") or {})
+            if param is not None:
+                self.text_param[skill] = param
 
 
-def _named_skill(message: Message) -> str | None:
-    meta = json_format.MessageToDict(message.metadata) if message.HasField("metadata") else {}
-    skill = meta.get("skill")
-    if skill is None and isinstance(meta.get("agentmesh"), dict):
-        skill = meta["agentmesh"].get("skill")
-    if skill is None:
-        return None
-    if not isinstance(skill, str) or not skill:
-        raise CallRefused("metadata 'skill' must be a non-empty string")
-    return skill
-
-
-def resolve_call(message: Message, table: SkillTable, grants: Grants) -> SkillCall:
-    """The skill call a message asks for, or CallRefused with a reason safe to send back."""
-    skill = _named_skill(message)
-    if skill is None:
+def resolve_call(message: Message, table: SkillTable, grants: Grants) -> str:
+    """The skill a message calls ("" when it answers a waiting task, whose skill is fixed and
+    whose owner the task store checks), or CallRefused with a reason safe to send back."""
+    try:
+        call = a2a.parse_skill_call(message)  # one part: a data object or a text
+    except UserError as exc:
+        raise CallRefused(exc.message) from None
+    if call.continues:
+        return ""
+    skill = call.skill
+    if not skill:
         if len(table.skills) != 1:
             raise CallRefused("name the skill in the message metadata: {'skill': <skill id>}")
         skill = table.skills[0]
     if skill not in table.skills or not grants.may_call(table.agent, skill):
         # one answer for both: an identity learns nothing about skills it may not call
         raise CallRefused(f"this identity may not call skill {skill[:100]!r} of {table.agent!r}")
-    if len(message.parts) != 1:
-        raise CallRefused("a skill call has exactly one part: a data part or a text part")
-    part = message.parts[0]
-    kind = part.WhichOneof("content")
-    if kind == "data":
-        args = value_json(part.data)
-        if not isinstance(args, dict):
-            raise CallRefused("the data part must hold the arguments as a JSON object")
-        return SkillCall(skill, args)
-    if kind == "text":
-        param = table.text_param.get(skill)
-        if param is None:
-            raise CallRefused(
-                f"skill {skill!r} does not take a text part: send its arguments as a data part"
-            )
-        return SkillCall(skill, {param: part.text})
-    raise CallRefused("a skill call has a data part or a text part, nothing else")
+    if call.text is not None and skill not in table.text_param:
+        raise CallRefused(
+            f"skill {skill!r} does not take a text part: send its arguments as a data part"
+        )
+    return skill

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -34,14 +35,15 @@ from a2a.types import (
     Task,
     TaskState,
     TaskStatus,
+    TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import A2AError, InternalError, InvalidParamsError, TaskNotFoundError
 from google.protobuf import json_format, struct_pb2
-from pydantic import JsonValue
 
 from agentmesh._private.a2a_calls import CallRefused, Grants, SkillTable, resolve_call
 from agentmesh.errors import AgentMeshError, outside_text
 from agentmesh.mesh import Mesh
+from agentmesh.protocols import a2a
 
 __all__ = [
     "GatewayRequestHandler",
@@ -65,12 +67,6 @@ def _owner(context: ServerCallContext) -> str:
     return grants.name if grants is not None else ""
 
 
-def _value(data: JsonValue) -> struct_pb2.Value:
-    value = struct_pb2.Value()
-    json_format.ParseDict(data, value)
-    return value
-
-
 def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     json_format.ParseDict(data, struct)
@@ -78,52 +74,103 @@ def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
 
 
 class MeshAgentExecutor(AgentExecutor):
-    """One mesh agent as an a2a-sdk agent: each message is one ``mesh.call``."""
+    """One mesh agent as an a2a-sdk agent: a message goes through ``Mesh.stream`` (the same
+    path as in-mesh callers) and its events go to the SDK unchanged, so the task's states and
+    artifacts are the mesh's own. The caller's identity is the mesh principal
+    ``user:<identity>``. A result whose artifacts outgrow ``max_artifact_bytes`` is canceled
+    at the agent and the task fails (nothing is truncated silently)."""
 
-    def __init__(self, mesh: Mesh, table: SkillTable) -> None:
+    def __init__(self, mesh: Mesh, table: SkillTable, *, max_artifact_bytes: int) -> None:
         self.mesh = mesh
         self.table = table
+        self.max_artifact_bytes = max_artifact_bytes
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         task_id, context_id = str(context.task_id), str(context.context_id)
-        updater = TaskUpdater(event_queue, task_id, context_id)
-        if context.current_task is None:  # the SDK needs a Task before any status update
-            task = Task(id=task_id, context_id=context_id)
-            task.status.CopyFrom(TaskStatus(state=TaskState.TASK_STATE_SUBMITTED))
-            if context.message is not None:
-                task.history.append(context.message)
-            await event_queue.enqueue_event(task)
-        await updater.start_work()
         grants = grants_of(context.call_context)
+        fresh = context.current_task is None
+        size = 0
         try:
             if grants is None or context.message is None:
                 raise CallRefused("not authenticated")
-            call = resolve_call(context.message, self.table, grants)
-            result = await self.mesh.call(self.table.agent, call.skill, **call.args)
-            parts = [Part(data=_value(result), media_type="application/json")]
+            message = Message()
+            message.CopyFrom(context.message)
+            message.context_id = context_id
+            message.task_id = "" if fresh else task_id
+            principal, agent = f"user:{grants.name}", self.table.agent
+            events = self.mesh.stream(agent, message, principal=principal, task_id=task_id)
+            async for event in events:
+                if event.HasField("artifact_update"):
+                    size += event.artifact_update.artifact.ByteSize()
+                    if size > self.max_artifact_bytes:
+                        with contextlib.suppress(AgentMeshError):
+                            await self.mesh.cancel(agent, task_id, principal=principal)
+                        raise ResultTooLarge(self.max_artifact_bytes)
+                payload = event.WhichOneof("payload")
+                if payload is not None:
+                    fresh = False
+                    await event_queue.enqueue_event(_outside(getattr(event, payload)))
         except CallRefused as exc:  # the handler checks first; this is the second line
-            await self._fail(updater, "CallRefused", exc.reason)
-        except AgentMeshError as exc:
-            logger.info("A2A call to %s failed: %s", self.table.agent, type(exc).__name__)
-            await self._fail(updater, type(exc).__name__, outside_text(exc))
+            await self._fail(event_queue, task_id, context_id, fresh, "CallRefused", exc.reason)
+        except ResultTooLarge as exc:
+            await self._fail(event_queue, task_id, context_id, fresh, "ResultTooLarge", str(exc))
+        except AgentMeshError as exc:  # refused before any task existed at the agent
+            logger.info("A2A call to %s refused: %s", self.table.agent, type(exc).__name__)
+            await self._fail(
+                event_queue, task_id, context_id, fresh, type(exc).__name__, outside_text(exc)
+            )
         except Exception:
             logger.exception("A2A call to %s raised an unexpected error", self.table.agent)
-            await self._fail(updater, "InternalError", "InternalError: the call failed")
-        else:
-            await updater.add_artifact(parts, name="result")
-            await updater.complete()
+            text = "InternalError: the call failed"
+            await self._fail(event_queue, task_id, context_id, fresh, "InternalError", text)
 
     @staticmethod
-    async def _fail(updater: TaskUpdater, kind: str, text: str) -> None:
+    async def _fail(
+        queue: EventQueue, task_id: str, context_id: str, fresh: bool, kind: str, text: str
+    ) -> None:
+        if fresh:  # the SDK needs a Task before any status update
+            task = Task(id=task_id, context_id=context_id)
+            task.status.CopyFrom(TaskStatus(state=TaskState.TASK_STATE_SUBMITTED))
+            await queue.enqueue_event(task)
+        updater = TaskUpdater(queue, task_id, context_id)
         meta = _struct({"agentmesh": {"error": {"type": kind, "message": text}}})
         message = updater.new_agent_message([Part(text=text)])
         message.metadata.CopyFrom(meta)
         await updater.failed(message)
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        # the skill call cannot be stopped once sent; the task is marked canceled
-        updater = TaskUpdater(event_queue, str(context.task_id), str(context.context_id))
-        await updater.cancel()
+        """Cancel the task at the agent (a running skill is stopped), then mark it canceled."""
+        grants = grants_of(context.call_context)
+        task_id = str(context.task_id)
+        if grants is not None:
+            with contextlib.suppress(AgentMeshError):  # finished meanwhile: nothing to stop
+                await self.mesh.cancel(self.table.agent, task_id, principal=f"user:{grants.name}")
+        await TaskUpdater(event_queue, task_id, str(context.context_id)).cancel()
+
+
+def _outside(event: Any) -> Any:
+    """The event as a client outside the mesh may see it: a failure's status message is
+    rewritten to its outside text (a security denial names its rule, never what it refused)
+    and keeps only the error's type and that text."""
+    if not (
+        isinstance(event, TaskStatusUpdateEvent)
+        and event.status.state == TaskState.TASK_STATE_FAILED
+    ):
+        return event
+    error = a2a.status_error(event.status)
+    text, kind = outside_text(error), type(error).__name__
+    message = event.status.message
+    del message.parts[:]
+    message.parts.append(Part(text=text))
+    message.metadata.CopyFrom(_struct({"agentmesh": {"error": {"type": kind, "message": text}}}))
+    return event
+
+
+class ResultTooLarge(Exception):
+    """A task's artifacts outgrew the gateway's bound."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the result exceeds the gateway's bound of {limit} bytes per task")
 
 
 class GatewayRequestHandler(DefaultRequestHandler):

@@ -8,7 +8,10 @@ worker output, its warnings and this command's messages all go to stderr.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -24,8 +27,9 @@ from agentmesh.errors import AgentMeshError, ConfigError
 if TYPE_CHECKING:
     from agentmesh.inference import ModelSpec
     from agentmesh.mesh import Mesh
+    from agentmesh.protocols.a2a_signing import CardKey
 
-__all__ = ["serve"]
+__all__ = ["read_card_key", "serve"]
 
 
 def _say(message: str) -> None:
@@ -125,7 +129,42 @@ async def _serve_http(model: ModelSpec | None, host: str, port: int) -> int | No
     return signum
 
 
-async def _serve_a2a(model: ModelSpec | None, host: str, port: int, auth_file: Path) -> int | None:
+def _thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638 JWK thumbprint: a key id any verifier can recompute from the public key."""
+    members = {k: jwk[k] for k in ("crv", "e", "kty", "n", "x", "y") if k in jwk}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+def read_card_key(path: Path) -> CardKey:
+    """The card-signing key in ``path``: a private JWK (JSON, with its ``kid``) or an
+    unencrypted PKCS#8 / SEC1 PEM, whose key id is then its RFC 7638 thumbprint (a PEM names
+    no key id, and verifiers must know which one to trust).
+
+    Raises:
+        ConfigError: unreadable, not a private ES256 / EdDSA key, or a JWK without ``kid``.
+    """
+    from agentmesh.protocols.a2a_signing import CardKey
+
+    try:
+        data = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the card key {path}: {type(exc).__name__}") from None
+    if data.lstrip().startswith("{"):
+        try:
+            jwk = json.loads(data)
+        except ValueError:
+            raise ConfigError(f"the card key {path} is not valid JSON") from None
+        if not isinstance(jwk, dict):
+            raise ConfigError(f"the card key {path} is not a JWK object")
+        return CardKey.from_jwk(jwk)
+    key = CardKey.from_pem(data, kid=path.name)  # ConfigError if it is no private key
+    return CardKey(_thumbprint(key.public.to_jwk()), key.key)
+
+
+async def _serve_a2a(
+    model: ModelSpec | None, host: str, port: int, auth_file: Path, key_file: Path | None
+) -> int | None:
     import yaml
 
     from agentmesh.a2a_gateway import GatewayAuth, serve_a2a
@@ -135,10 +174,14 @@ async def _serve_a2a(model: ModelSpec | None, host: str, port: int, auth_file: P
         auth = GatewayAuth.model_validate(yaml.safe_load(auth_file.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"cannot use the gateway credentials in {auth_file}: {exc}") from None
+    card_key = read_card_key(key_file) if key_file is not None else None  # before Ray starts
     async with build_mesh(model=model) as mesh:
         where = f"[{host}]" if ":" in host else host
         _say(f"serving {_describe(mesh)} over A2A at http://{where}:{port}/agents/<name>/")
-        signum = await _until_stopped(serve_a2a(mesh, auth=auth, host=host, port=port))
+        if card_key is not None:
+            _say(f"signing every served card with key id {card_key.kid!r}")
+        serving = serve_a2a(mesh, auth=auth, host=host, port=port, card_key=card_key)
+        signum = await _until_stopped(serving)
         _say(f"{_why(signum, 'stopped')}; stopping the mesh")
     _ignore_sigterm()
     _say("mesh stopped")
@@ -159,6 +202,13 @@ def serve(
     auth: Annotated[
         Path | None,
         typer.Option(help="With --a2a: YAML of identities (API keys, bearer tokens, grants)."),
+    ] = None,
+    card_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --a2a: sign every served card with this private key: a JWK (JSON, with "
+            "its kid) or a PEM (key id: its RFC 7638 thumbprint)."
+        ),
     ] = None,
     http: Annotated[
         bool, typer.Option("--http", help="Streamable HTTP at http://HOST:PORT/mcp, not stdio.")
@@ -181,6 +231,8 @@ def serve(
         raise typer.BadParameter(
             "the A2A gateway authenticates every request", param_hint="'--auth'"
         )
+    if card_key is not None and not a2a:
+        raise typer.BadParameter("only the A2A gateway serves cards", param_hint="'--card-key'")
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -190,7 +242,7 @@ def serve(
     try:
         if a2a:
             assert auth is not None
-            work = _serve_a2a(model, host, port or 8767, auth)
+            work = _serve_a2a(model, host, port or 8767, auth, card_key)
         else:
             work = _serve_http(model, host, port or 8766) if http else _serve_stdio(model)
         signum = asyncio.run(work)

@@ -1,47 +1,34 @@
 """What runs inside an agent's Ray actor: the user's plain agent object and the mesh around it.
 
-The host decodes A2A skill calls, validates arguments against the skill's schema, runs the
-skill and answers with an A2A task. It also gives the agent its :class:`AgentContext`: calls to
-other agents (through the router and the security actor), tool calls (run by the security
-actor, which holds the MCP sessions) and model calls (through the model services).
+The host serves A2A skill calls: its :class:`TaskRunner` validates the arguments against the
+skill's schema, runs the skill and reports the task, whole (``handle``) or as a stream of
+events (``stream``); ``cancel`` stops one. It also gives the agent its :class:`AgentContext`:
+calls to other agents (through the router and the security actor), tool calls (run by the
+security actor, which holds the MCP sessions) and model calls (through the model services).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 import ray
-from pydantic import JsonValue, ValidationError
+from a2a.types import Message, StreamResponse, Task
+from pydantic import JsonValue
 from ray.actor import ActorHandle
 
 from agentmesh._private.router import Peer, Router, await_ray
+from agentmesh._private.task_runner import CONTEXT_ID, TaskRunner
 from agentmesh._private.tool_channel import ToolChannelClient
 from agentmesh.agent import Agent
-from agentmesh.errors import (
-    AgentMeshError,
-    SkillFailedError,
-    SkillInputError,
-    UnknownModelError,
-    UnknownSkillError,
-)
+from agentmesh.errors import AgentMeshError, UnknownModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import ToolInfo, ToolResult
 
-__all__ = ["AgentHost", "validation_messages"]
-
-# The A2A context (one per run) of the call being served, so nested calls stay in it.
-_CONTEXT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_context_id")
-
-
-def validation_messages(exc: ValidationError) -> list[str]:
-    """pydantic's errors as short 'field: problem' lines."""
-    return [
-        f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}" for err in exc.errors()
-    ]
+__all__ = ["AgentHost"]
 
 
 class _HostContext:
@@ -51,7 +38,7 @@ class _HostContext:
         self._host = host
 
     async def call(self, agent: str, skill: str, args: dict[str, JsonValue]) -> JsonValue:
-        context_id = _CONTEXT_ID.get(uuid.uuid4().hex)
+        context_id = CONTEXT_ID.get(uuid.uuid4().hex)
         result, _task = await self._host.router.send(agent, skill, args, context_id=context_id)
         return result
 
@@ -106,6 +93,7 @@ class AgentHost:
         self.directory: dict[str, Peer] = {}
         self.router = Router(self.name, self.directory, None)
         self.tools: ToolChannelClient | None = None
+        self.runner = TaskRunner(self.agent)
         self.agent.bind(_HostContext(self))
 
     @property
@@ -129,40 +117,33 @@ class AgentHost:
         self.tools = ToolChannelClient(tool_channel) if tool_channel else None
 
     async def handle(self, raw: bytes) -> bytes:
-        """Serve one A2A skill-call message; always answer with a task, never raise."""
+        """Serve one A2A skill-call message; answer the finished (or waiting) task, never raise."""
+        folded: Task | None = None
 
-        async def run(call: a2a.SkillCall) -> JsonValue:
-            _CONTEXT_ID.set(call.context_id)
-            return await self._run(call.skill, call.args)
+        async def fold(event: StreamResponse) -> None:
+            nonlocal folded
+            folded = apply_event(folded, event)
 
-        def wrap(skill: str, exc: Exception) -> AgentMeshError:
-            return SkillFailedError(self.name, skill, type(exc).__name__, str(exc))
+        await self.runner.run(Message.FromString(raw), fold)
+        assert folded is not None  # run emits at least the final status
+        return folded.SerializeToString()
 
-        return await a2a.answer_skill_call(raw, run, wrap)
-
-    async def _run(self, skill: str, args: dict[str, JsonValue]) -> JsonValue:
-        spec = self.agent.skills.get(skill)
-        if spec is None:
-            raise UnknownSkillError(self.name, skill, known=list(self.agent.skills))
+    async def stream(self, raw: bytes) -> AsyncGenerator[bytes, None]:
+        """Serve one skill-call message as a stream of serialised A2A events (a Ray streaming
+        generator). If the caller stops listening, the task is canceled."""
+        events: asyncio.Queue[StreamResponse | None] = asyncio.Queue()
+        job = asyncio.ensure_future(self.runner.run(Message.FromString(raw), events.put))
+        job.add_done_callback(lambda _: events.put_nowait(None))
         try:
-            inputs = spec.input_model.model_validate(args)
-        except ValidationError as exc:
-            raise SkillInputError(self.name, skill, validation_messages(exc)) from None
-        kwargs = {name: getattr(inputs, name) for name in spec.param_names}
-        method = getattr(self.agent, spec.attr)
-        if spec.is_async:
-            value = await method(**kwargs)
-        else:
-            value = await asyncio.to_thread(method, **kwargs)
-        try:
-            output: JsonValue = spec.output_adapter.dump_python(
-                spec.output_adapter.validate_python(value), mode="json"
-            )
-        except ValidationError as exc:
-            raise SkillFailedError(
-                self.name, skill, "OutputValidationError", "; ".join(validation_messages(exc))
-            ) from None
-        return output
+            while (event := await events.get()) is not None:
+                yield event.SerializeToString()
+        finally:
+            if not job.done():
+                job.cancel()
+
+    def cancel(self, task_id: str, sender: str) -> bool:
+        """Cancel ``sender``'s running or input-waiting task ``task_id``; False if none."""
+        return self.runner.cancel(task_id, sender)
 
     def card(self) -> bytes:
         """This agent's A2A Agent Card, serialised."""

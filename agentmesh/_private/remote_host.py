@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
@@ -20,6 +21,7 @@ import ray
 from a2a.client import Client, ClientConfig, create_client
 from a2a.types import (
     AgentCard,
+    CancelTaskRequest,
     GetTaskRequest,
     Message,
     SendMessageRequest,
@@ -31,15 +33,20 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 
 from agentmesh._private.router import Peer
-from agentmesh.errors import AgentMeshError, RemoteAgentError, UnknownSkillError
+from agentmesh.errors import (
+    AgentMeshError,
+    RemoteAgentError,
+    TaskCanceledError,
+    UnknownSkillError,
+    UserError,
+)
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import FINAL_STATES, apply_event, events_of
 from agentmesh.remote import BINDINGS, RemoteAgent, fetch_card, mesh_name
 
 __all__ = ["RemoteAgentHost", "spawn_remote_host"]
 
-_TERMINAL = {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED}
-_TERMINAL |= {TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED}
-_STOPPED = _TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+_STOPPED = FINAL_STATES | {TaskState.TASK_STATE_AUTH_REQUIRED}
 _POLL_S = 0.25
 
 
@@ -56,6 +63,16 @@ def _parts_result(parts: Any) -> JsonValue | None:
     return "\n".join(texts) if texts else None
 
 
+@dataclass
+class _Call:
+    """A call in flight: its asyncio task, who sent it, and the remote task once known."""
+
+    job: asyncio.Task[Any]
+    sender: str
+    remote_task: str = ""
+    canceled: bool = False
+
+
 class RemoteAgentHost:
     """The actor body around one remote A2A agent; the mesh wraps it with ``ray.remote``."""
 
@@ -70,6 +87,7 @@ class RemoteAgentHost:
         self._http: httpx.AsyncClient | None = None
         self._client: Client | None = None
         self._opening = asyncio.Lock()  # concurrent calls share one client
+        self._running: dict[str, _Call] = {}
 
     def node_id(self) -> str:
         """The Ray node this proxy was placed on (its security actor runs there too)."""
@@ -103,6 +121,8 @@ class RemoteAgentHost:
         async def run(call: a2a.SkillCall) -> JsonValue:
             if call.skill not in self._skills:
                 raise UnknownSkillError(self.name, call.skill, known=sorted(self._skills))
+            if call.text is not None:
+                raise UserError("a remote agent's skill takes its arguments as a data part")
             message = a2a.skill_call_message(
                 sender=call.sender,
                 recipient=call.recipient or self.name,
@@ -110,8 +130,18 @@ class RemoteAgentHost:
                 args=call.args,
                 context_id=call.context_id,
             )
-            async with asyncio.timeout(self.remote.timeout_s):
-                return await self._call(message)
+            job = asyncio.current_task()
+            assert job is not None
+            self._running[call.task_id] = _Call(job, call.sender)
+            try:
+                async with asyncio.timeout(self.remote.timeout_s):
+                    return await self._call(message, self._running[call.task_id])
+            except asyncio.CancelledError:
+                if self._running[call.task_id].canceled:
+                    raise TaskCanceledError(call.task_id, agent=self.name) from None
+                raise
+            finally:
+                self._running.pop(call.task_id, None)
 
         def wrap(skill: str, exc: Exception) -> AgentMeshError:
             if isinstance(exc, TimeoutError):
@@ -120,6 +150,24 @@ class RemoteAgentHost:
             return self._error(f"{skill!r} failed: {type(exc).__name__}: {exc}")
 
         return await a2a.answer_skill_call(raw, run, wrap)
+
+    async def stream(self, raw: bytes) -> AsyncGenerator[bytes, None]:
+        """The task as events (the remote task is awaited whole, then replayed)."""
+        for event in events_of(Task.FromString(await self.handle(raw))):
+            yield event.SerializeToString()
+
+    async def cancel(self, task_id: str, sender: str) -> bool:
+        """Cancel ``sender``'s running call: stop waiting for it and ask the remote agent to
+        cancel its task (best effort: it may have finished, or not support cancel)."""
+        running = self._running.get(task_id)
+        if running is None or running.sender != sender:
+            return False
+        running.canceled = True
+        running.job.cancel()
+        if running.remote_task and self._client is not None:
+            with contextlib.suppress(Exception):  # the remote's answer changes nothing here
+                await self._client.cancel_task(CancelTaskRequest(id=running.remote_task))
+        return True
 
     def _error(self, detail: str, state: str | None = None) -> RemoteAgentError:
         return RemoteAgentError(self.name, self.remote.url, detail, state=state)
@@ -133,7 +181,7 @@ class RemoteAgentHost:
                 self._client = await create_client(self._card, config)
             return self._client
 
-    async def _call(self, message: Message) -> JsonValue:
+    async def _call(self, message: Message, running: _Call) -> JsonValue:
         client = await self._open()
         task: Task | None = None
         request = SendMessageRequest(message=message)
@@ -142,7 +190,8 @@ class RemoteAgentHost:
             async for event in stream:
                 if event.HasField("message"):  # a direct answer: no task
                     return self._result(event.message.parts, "message")
-                task = _merge(task, event)
+                task = apply_event(task, event)
+                running.remote_task = task.id
         if task is None:
             raise self._error("the remote agent answered neither a message nor a task")
         while task.status.state not in _STOPPED:  # the stream ended early: poll to the end
@@ -159,29 +208,6 @@ class RemoteAgentHost:
         if result is None:
             raise self._error(f"{what} completed with neither a data nor a text part")
         return result
-
-
-def _merge(task: Task | None, event: StreamResponse) -> Task:
-    """Fold one stream event into the task seen so far."""
-    if event.HasField("task"):
-        return event.task
-    current = task or Task()
-    if event.HasField("status_update"):
-        current.id = current.id or event.status_update.task_id
-        current.status.CopyFrom(event.status_update.status)
-    elif event.HasField("artifact_update"):
-        update = event.artifact_update
-        current.id = current.id or update.task_id
-        for artifact in current.artifacts:
-            if artifact.artifact_id == update.artifact.artifact_id:
-                if update.append:
-                    artifact.parts.extend(update.artifact.parts)
-                else:
-                    artifact.CopyFrom(update.artifact)
-                break
-        else:
-            current.artifacts.append(update.artifact)
-    return current
 
 
 async def spawn_remote_host(

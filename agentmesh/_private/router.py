@@ -7,11 +7,13 @@ request before it is delivered, and the reply before the caller sees it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from a2a.types import Message, Task
+from a2a.types import Message, StreamResponse, Task, TaskState
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
@@ -20,13 +22,17 @@ from agentmesh.errors import (
     AgentMeshError,
     AgentUnavailableError,
     RunError,
+    SecurityDenied,
     UnknownAgentError,
     UnknownSkillError,
+    UnknownTaskError,
+    UserError,
 )
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import error_message, new_task, status_event
 from agentmesh.security import raise_for_decision
 
-__all__ = ["Peer", "Router", "await_ray"]
+__all__ = ["Peer", "Router", "await_ray", "ray_error"]
 
 T = TypeVar("T")
 
@@ -39,21 +45,34 @@ class Peer:
     skills: frozenset[str]
 
 
+def ray_error(exc: RayTaskError | RayActorError, what: str) -> AgentMeshError:
+    """A Ray failure as the agentmesh error it carries, or as a typed run failure."""
+    if isinstance(exc, RayActorError):
+        return AgentUnavailableError(f"{what}: the actor is dead or unreachable ({exc})")
+    cause = exc.cause
+    if isinstance(cause, AgentMeshError):
+        return cause
+    return RunError(f"{what} failed: {type(cause).__name__}: {cause}")
+
+
 async def await_ray(ref: Awaitable[T], *, what: str) -> T:
     """Await a Ray call; re-raise agentmesh errors as themselves and dead actors as typed."""
     try:
         return await ref
-    except RayTaskError as exc:
-        cause = exc.cause
-        if isinstance(cause, AgentMeshError):
-            raise cause from None
-        raise RunError(f"{what} failed: {type(cause).__name__}: {cause}") from None
-    except RayActorError as exc:
-        raise AgentUnavailableError(f"{what}: the actor is dead or unreachable ({exc})") from None
+    except (RayTaskError, RayActorError) as exc:
+        raise ray_error(exc, what) from None
 
 
 class Router:
-    """Delivers skill calls for one sender; every hop is vetted by the security actor."""
+    """Delivers skill calls for one sender; every hop is vetted by the security actor.
+
+    ``send`` waits for the whole task (the fast path between agents); ``stream`` passes the
+    task's events on as the agent produces them, vetting each artifact chunk, the whole result
+    again before it completes (a payload split over chunks is still seen whole) and an
+    input-required question, exactly as ``send`` vets a reply. A refused chunk cancels the task
+    at the agent and ends the stream failed, naming the decision. The router remembers which
+    skill each of its input-required tasks runs, so an answer need not name it again.
+    """
 
     def __init__(
         self,
@@ -62,12 +81,15 @@ class Router:
         security: ActorHandle | None,
         *,
         vet: bool = True,
+        max_waiting: int = 1024,
     ) -> None:
         self.sender = sender
         self.directory = directory
         self.security = security
         # Only bench/hop.py turns vetting off, to measure the transport alone.
         self.vet = vet
+        self.max_waiting = max_waiting
+        self._asked: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # -> skill
 
     def peer(self, agent: str, skill: str) -> Peer:
         peer = self.directory.get(agent)
@@ -78,31 +100,188 @@ class Router:
         return peer
 
     async def send(
-        self, agent: str, skill: str, args: dict[str, JsonValue], *, context_id: str
+        self,
+        agent: str,
+        skill: str,
+        args: dict[str, JsonValue],
+        *,
+        context_id: str,
+        sender: str | None = None,
+        task_id: str | None = None,
     ) -> tuple[JsonValue, Task]:
-        """Call ``agent.skill``; return its result and the A2A task that carried it."""
+        """Call ``agent.skill``; return its result and the A2A task that carried it.
+
+        With ``task_id``, answer that input-required task instead (``skill`` may be empty).
+        Raises the callee's error typed; InputRequired when the task waits for input.
+        """
+        sender = sender or self.sender
+        if task_id is not None:
+            skill = self._asked_skill(agent, task_id, sender)
         peer = self.peer(agent, skill)
-        security = self.security
-        if security is None and self.vet:
-            raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
+        self._check_security()
         message: Message = a2a.skill_call_message(
-            sender=self.sender, recipient=agent, skill=skill, args=args, context_id=context_id
+            sender=sender,
+            recipient=agent,
+            skill=skill,
+            args=args,
+            context_id=context_id,
+            task_id=task_id or uuid.uuid4().hex,
+            continues=task_id is not None,
         )
-        if security is not None and self.vet:
-            decision: Any = await await_ray(
-                security.vet_message.remote(self.sender, agent, skill, a2a.message_text(message)),
-                what="security actor",
-            )
-            raise_for_decision(decision)
+        await self._vet_request(sender, agent, skill, message)
         raw: bytes = await await_ray(
             peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
         )
         task = Task.FromString(raw)
-        result = a2a.task_result(task)  # raises the callee's error, typed
-        if security is not None and self.vet:
-            reply = await await_ray(
-                security.vet_reply.remote(agent, self.sender, skill, a2a.task_text(task)),
+        state = task.status.state
+        if state == TaskState.TASK_STATE_COMPLETED:
+            await self._vet_reply(agent, sender, skill, a2a.task_text(task))
+        elif state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            await self._vet_reply(agent, sender, skill, a2a.message_text(task.status.message))
+            self._remember(agent, task.id, sender, skill)
+        return a2a.task_result(task, agent=agent), task  # raises the callee's error, typed
+
+    async def stream(
+        self,
+        agent: str,
+        message: Message,
+        *,
+        sender: str | None = None,
+        task_id: str | None = None,
+    ) -> AsyncIterator[StreamResponse]:
+        """Send an A2A message (a skill call, or the answer to an input-required task) and
+        yield the task's events as they come. Whatever happens past the routing checks ends
+        in a final status event, never an exception. ``task_id`` is the id a new task gets
+        (default: a fresh one).
+
+        Raises:
+            UnknownAgentError / UnknownSkillError / UnknownTaskError / UserError: before any
+                task exists (nothing was sent).
+        """
+        sender = sender or self.sender
+        task_id = message.task_id or task_id or uuid.uuid4().hex
+        if message.task_id:
+            skill = self._asked_skill(agent, task_id, sender)
+        else:
+            skill = a2a.named_skill(message) or self._sole_skill(agent)
+        peer = self.peer(agent, skill)
+        self._check_security()
+        stamped = a2a.stamp_message(
+            message, sender=sender, recipient=agent, skill=skill, task_id=task_id
+        )
+        context_id = stamped.context_id
+        try:
+            await self._vet_request(sender, agent, skill, stamped)
+        except SecurityDenied as exc:
+            if message.task_id:  # the waiting task is answered by a refusal: it ends here
+                await self._cancel_at(peer, task_id, sender)
+            else:
+                yield new_task(stamped, task_id, skill=skill, streams=False)
+            yield _failed(task_id, context_id, exc)
+            return
+        texts: list[str] = []
+        try:
+            async for event in _events(peer, stamped, agent):
+                if event.HasField("artifact_update"):
+                    texts.append(a2a.task_text(Task(artifacts=[event.artifact_update.artifact])))
+                    await self._vet_reply(agent, sender, skill, texts[-1])
+                elif event.HasField("status_update"):
+                    await self._check_final(agent, sender, skill, event, texts)
+                yield event
+        except SecurityDenied as exc:
+            await self._cancel_at(peer, task_id, sender)
+            yield _failed(task_id, context_id, exc)
+        except AgentMeshError as exc:  # the actor died or cannot be reached
+            yield _failed(task_id, context_id, exc)
+
+    async def cancel(self, agent: str, task_id: str, *, sender: str | None = None) -> None:
+        """Cancel the sender's running or waiting task at ``agent``.
+
+        Raises:
+            UnknownTaskError: the agent has no open task of that id for this sender.
+        """
+        sender = sender or self.sender
+        peer = self.directory.get(agent)
+        if peer is None:
+            raise UnknownAgentError(agent, known=list(self.directory))
+        self._asked.pop((agent, task_id, sender), None)
+        if not await self._cancel_at(peer, task_id, sender, quiet=False):
+            raise UnknownTaskError(task_id, agent=agent)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _check_security(self) -> None:
+        if self.security is None and self.vet:
+            raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
+
+    def _sole_skill(self, agent: str) -> str:
+        peer = self.directory.get(agent)
+        if peer is None:
+            raise UnknownAgentError(agent, known=list(self.directory))
+        if len(peer.skills) != 1:
+            raise UserError(f"name the skill of {agent!r} in the message metadata ('skill')")
+        return next(iter(peer.skills))
+
+    async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
+        if self.security is not None and self.vet:
+            decision: Any = await await_ray(
+                self.security.vet_message.remote(sender, agent, skill, a2a.message_text(message)),
+                what="security actor",
+            )
+            raise_for_decision(decision)
+
+    async def _vet_reply(self, agent: str, sender: str, skill: str, text: str) -> None:
+        if self.security is not None and self.vet:
+            reply: Any = await await_ray(
+                self.security.vet_reply.remote(agent, sender, skill, text),
                 what="security actor",
             )
             raise_for_decision(reply)
-        return result, task
+
+    async def _check_final(
+        self, agent: str, sender: str, skill: str, event: StreamResponse, texts: list[str]
+    ) -> None:
+        update = event.status_update
+        state = update.status.state
+        if state == TaskState.TASK_STATE_COMPLETED and len(texts) > 1:
+            await self._vet_reply(agent, sender, skill, "\n".join(texts))
+        elif state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            await self._vet_reply(agent, sender, skill, a2a.message_text(update.status.message))
+            self._remember(agent, update.task_id, sender, skill)
+
+    def _remember(self, agent: str, task_id: str, sender: str, skill: str) -> None:
+        self._asked[(agent, task_id, sender)] = skill
+        while len(self._asked) > self.max_waiting:
+            self._asked.popitem(last=False)
+
+    def _asked_skill(self, agent: str, task_id: str, sender: str) -> str:
+        skill = self._asked.pop((agent, task_id, sender), None)
+        if skill is None:
+            raise UnknownTaskError(task_id, agent=agent)
+        return skill
+
+    @staticmethod
+    async def _cancel_at(peer: Peer, task_id: str, sender: str, *, quiet: bool = True) -> bool:
+        try:
+            done: bool = await await_ray(peer.handle.cancel.remote(task_id, sender), what="agent")
+        except AgentMeshError:
+            if not quiet:
+                raise
+            return False
+        return done
+
+
+def _failed(task_id: str, context_id: str, error: AgentMeshError) -> StreamResponse:
+    message = error_message(context_id, task_id, error)
+    return status_event(task_id, context_id, TaskState.TASK_STATE_FAILED, message=message)
+
+
+async def _events(peer: Peer, message: Message, agent: str) -> AsyncIterator[StreamResponse]:
+    """The events of the agent's ``stream`` generator, Ray's errors raised typed."""
+    what = f"agent {agent!r}"
+    try:
+        async for ref in peer.handle.stream.remote(message.SerializeToString()):
+            raw: bytes = await await_ray(ref, what=what)
+            yield StreamResponse.FromString(raw)
+    except (RayActorError, RayTaskError) as exc:
+        raise ray_error(exc, what) from None

@@ -7,11 +7,12 @@ the code is the single source of truth, as in MCP's and the OpenAI Agents SDK's 
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
@@ -62,9 +63,34 @@ class SkillSchema:
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     is_async: bool
+    #: A generator skill: each yielded item is one chunk of its result, streamed as produced;
+    #: ``item_adapter`` validates one item, ``output_adapter`` the list of them all.
+    streams: bool = False
+    item_adapter: TypeAdapter[Any] | None = None
     tags: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     param_names: tuple[str, ...] = field(default=())
+
+
+_STREAM_HINTS = (
+    collections.abc.Iterator,
+    collections.abc.Iterable,
+    collections.abc.Generator,
+    collections.abc.AsyncIterator,
+    collections.abc.AsyncIterable,
+    collections.abc.AsyncGenerator,
+)
+
+
+def _yielded_type(hint: Any, where: str) -> Any:
+    """``T`` of a generator skill's ``Iterator[T]`` / ``AsyncIterator[T]`` (or Generator) hint."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin not in _STREAM_HINTS or not args:
+        raise AgentDefinitionError(
+            f"skill {where} is a generator: annotate its return as Iterator[T] or "
+            "AsyncIterator[T], where T is the type of each chunk it yields"
+        )
+    return args[0]
 
 
 def build_skill_schema(
@@ -112,9 +138,13 @@ def build_skill_schema(
             f"skill {where} has no return type hint; add one (use -> None for no result)"
         )
     model_name = re.sub(r"\W", "_", where) + "_Input"
+    streams = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+    item: Any = _yielded_type(hints["return"], where) if streams else None
     try:
         input_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
-        output_adapter: TypeAdapter[Any] = TypeAdapter(hints["return"])
+        item_adapter: TypeAdapter[Any] | None = TypeAdapter(item) if streams else None
+        returned: Any = list.__class_getitem__(item) if streams else hints["return"]
+        output_adapter: TypeAdapter[Any] = TypeAdapter(returned)
         input_schema = input_model.model_json_schema()
         output_schema = output_adapter.json_schema()
     except Exception as exc:  # pydantic cannot build a schema for some hint
@@ -127,7 +157,9 @@ def build_skill_schema(
         output_adapter=output_adapter,
         input_schema=input_schema,
         output_schema=output_schema,
-        is_async=inspect.iscoroutinefunction(func),
+        is_async=inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func),
+        streams=streams,
+        item_adapter=item_adapter,
         tags=tags,
         examples=examples,
         param_names=tuple(fields),
