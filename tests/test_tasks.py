@@ -60,6 +60,15 @@ def call_message(
     )
 
 
+async def started(mesh: Mesh, key: str) -> None:
+    """Until tasker's wait(key) is sleeping."""
+    for _ in range(200):
+        if await mesh.call("tasker", "was_cancelled", key=key) is False:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"wait({key}) never started")
+
+
 def chunks(task: Task) -> list[Any]:
     return [json_format.MessageToDict(p.data) for a in task.artifacts for p in a.parts]
 
@@ -126,22 +135,32 @@ async def test_cancel_stops_a_running_skill_and_ends_its_task_canceled(mesh: Mes
     running = asyncio.ensure_future(
         mesh.send("tasker", call_message("wait", {"key": key, "seconds": 60}), task_id=task_id)
     )
-    for _ in range(100):  # until the skill has started
-        if await mesh.call("tasker", "was_cancelled", key=key) is False:
-            break
-        await asyncio.sleep(0.05)
+    await started(mesh, key)
     with pytest.raises(UnknownTaskError):  # nobody else may cancel it
         await mesh.cancel("tasker", task_id, principal="user:mallory")
-    started = time.monotonic()
+    asked = time.monotonic()
     await mesh.cancel("tasker", task_id)
     task = await asyncio.wait_for(running, timeout=10)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - asked < 5
     assert task.status.state == TaskState.TASK_STATE_CANCELED
     assert await mesh.call("tasker", "was_cancelled", key=key) is True
     with pytest.raises(TaskCanceledError):
         a2a.task_result(task)
     with pytest.raises(UnknownTaskError):  # finished: nothing left to cancel
         await mesh.cancel("tasker", task_id)
+
+
+async def test_a_task_id_in_use_is_refused_and_the_running_task_keeps_going(mesh: Mesh) -> None:
+    key = uuid.uuid4().hex
+    wait = call_message("wait", {"key": key, "seconds": 60})
+    running = asyncio.ensure_future(mesh.send("tasker", wait, task_id=key))
+    await started(mesh, key)
+    clash = await mesh.send("tasker", call_message("count", {"n": 1}), task_id=key)
+    assert clash.status.state == TaskState.TASK_STATE_FAILED
+    assert "already in use" in a2a.status_error(clash.status).message
+    assert not running.done()
+    await mesh.cancel("tasker", key)
+    assert (await asyncio.wait_for(running, 10)).status.state == TaskState.TASK_STATE_CANCELED
 
 
 async def test_streamed_chunks_are_vetted_one_by_one_and_whole(mesh: Mesh) -> None:

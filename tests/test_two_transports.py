@@ -48,7 +48,7 @@ from agentmesh.protocols.a2a import card_skill_schemas
 from agentmesh.protocols.a2a_tasks import FINAL_STATES, apply_event, state_name
 from agentmesh.remote import RemoteAgent, fetch_card
 
-from .test_tasks import call_message
+from .test_tasks import call_message, started
 
 DANA_KEY = "dana-key-0123456789abcdef"
 ERIN_KEY = "erin-key-0123456789abcdef"
@@ -205,14 +205,6 @@ async def test_cancel_gives_the_same_canceled_task_both_ways(mesh: Mesh, app: St
     assert canceled.status.state == TaskState.TASK_STATE_CANCELED
     assert final(inside) == final(outside) == ("canceled", [])
     assert await mesh.call("tasker", "was_cancelled", key=edge_key) is True  # really stopped
-
-
-async def started(mesh: Mesh, key: str) -> None:
-    for _ in range(200):
-        if await mesh.call("tasker", "was_cancelled", key=key) is False:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"wait({key}) never started")
 
 
 async def test_a_result_past_the_artifact_bound_fails_its_task(app: Starlette) -> None:

@@ -37,6 +37,7 @@ from agentmesh.errors import (
     SkillInputError,
     UnknownSkillError,
     UnknownTaskError,
+    UserError,
 )
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import (
@@ -119,9 +120,18 @@ class TaskRunner:
         else:
             spec = self.agent.skills.get(skill)
             await emit(new_task(request, task_id, skill=skill, streams=bool(spec and spec.streams)))
+            if task_id in self._running or task_id in self._waiting:
+                taken = UserError(f"task id {task_id[:64]!r} is already in use at {self.name!r}")
+                await self._fail(emit, task_id, context_id, taken, started)
+                return
         await emit(status_event(task_id, context_id, TaskState.TASK_STATE_WORKING))
-        text = None if call.text is None else (field, call.text)
-        job = asyncio.ensure_future(self._execute(skill, args, text, task_id, context_id, emit))
+        if call.text is not None:  # a lone text part fills one parameter
+            try:
+                args = {**args, **self._text_args(skill, field, call.text)}
+            except AgentMeshError as exc:
+                await self._fail(emit, task_id, context_id, exc, started)
+                return
+        job = asyncio.ensure_future(self._execute(skill, args, task_id, context_id, emit))
         self._running[task_id] = (job, call.sender)
         try:
             await asyncio.wait({job})
@@ -177,7 +187,6 @@ class TaskRunner:
         self,
         skill: str,
         args: dict[str, JsonValue],
-        text: tuple[str | None, str] | None,
         task_id: str,
         context_id: str,
         emit: Emit,
@@ -186,8 +195,6 @@ class TaskRunner:
         spec = self.agent.skills.get(skill)
         if spec is None:
             raise UnknownSkillError(self.name, skill, known=list(self.agent.skills))
-        if text is not None:
-            args = {**args, **self._text_args(spec, *text)}
         try:
             inputs = spec.input_model.model_validate(args)
         except ValidationError as exc:
@@ -219,7 +226,10 @@ class TaskRunner:
             raise SkillFailedError(self.name, spec.name, "OutputValidationError", detail) from None
         return output
 
-    def _text_args(self, spec: SkillSchema, field: str | None, text: str) -> dict[str, JsonValue]:
+    def _text_args(self, skill: str, field: str | None, text: str) -> dict[str, JsonValue]:
+        spec = self.agent.skills.get(skill)
+        if spec is None:
+            raise UnknownSkillError(self.name, skill, known=list(self.agent.skills))
         param = field or text_parameter(spec.input_schema)
         if param is None:
             problem = "(input): this skill takes no text part; send its arguments as a data part"
