@@ -7,9 +7,10 @@ side of the same scenarios is tests/test_two_transports.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -19,10 +20,12 @@ from google.protobuf import json_format, struct_pb2
 from agentmesh import (
     Agent,
     AgentDefinitionError,
+    AgentUnavailableError,
     ConfigError,
     ContentQuarantined,
     InputRequired,
     Mesh,
+    Policy,
     SkillInputError,
     TaskCanceledError,
     UnknownTaskError,
@@ -208,3 +211,31 @@ def test_a_generator_skill_needs_an_iterator_hint() -> None:
             yield 1
 
     assert Good.skills["numbers"].streams
+
+
+class Crasher(Agent):
+    """Dies in the middle of a stream."""
+
+    name = "crasher"
+
+    @skill
+    async def crash(self) -> AsyncIterator[int]:
+        """Yield one chunk, then kill the actor's process."""
+        yield 1
+        await asyncio.sleep(0.2)
+        os._exit(1)
+
+
+async def test_an_agent_that_dies_mid_stream_ends_the_task_failed(ray_session: None) -> None:
+    policy = Policy.from_yaml("name: crash\nmessages: [{from: [user], to: ['*']}]\n")
+    async with Mesh([Crasher], policy=policy) as mesh:
+        events = [e async for e in mesh.stream("crasher", call_message("crash"))]
+        assert [e.WhichOneof("payload") for e in events][-2:] == [
+            "artifact_update",
+            "status_update",
+        ]
+        final = events[-1].status_update.status
+        assert final.state == TaskState.TASK_STATE_FAILED
+        assert isinstance(a2a.status_error(final), AgentUnavailableError)
+        with pytest.raises(AgentUnavailableError):  # and a later call says so, typed
+            await mesh.call("crasher", "crash")
