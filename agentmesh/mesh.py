@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import ray
 from a2a.types import AgentCard, Message, StreamResponse, Task
@@ -24,7 +24,7 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agentmesh._private.host import AgentHost
+from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
 from agentmesh._private.model_service import launch_model_service
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.remote_host import spawn_remote_host
@@ -33,16 +33,13 @@ from agentmesh._private.security_actor import SecurityActor
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.errors import (
-    AgentUnavailableError,
     ConfigError,
-    ModelError,
-    PlacementError,
     UnknownAgentError,
     UnknownModelError,
     UnknownToolError,
 )
 from agentmesh.executor import RunResult, execute
-from agentmesh.inference import GenerateRequest, GenerateResponse, ModelInfo, ModelSpec
+from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
 from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import apply_event
@@ -53,7 +50,6 @@ from agentmesh.tools import ToolLimits
 
 __all__ = ["USER", "Mesh"]
 
-T = TypeVar("T")
 
 #: The principal the driver speaks as (Mesh.call and the plan executor).
 USER = "user"
@@ -173,7 +169,7 @@ class Mesh:
         for name, spec in self.model_specs.items():
             self._models[name] = launch_model_service(name, spec)
         for cls in self.agent_classes:
-            self._agents[cls.name] = self._spawn(cls)
+            self._agents[cls.name] = spawn_agent(cls, self._models)
         wants = {cls.name: str(cls.resources.model_dump()) for cls in self.agent_classes}
         for remote in self.remote_agents:  # a refused card fails the start here
             name, _card, handle = await spawn_remote_host(remote)
@@ -183,15 +179,16 @@ class Mesh:
             self._agents[name] = handle
             wants[name] = f"remote agent at {remote.url}"
         # A model that cannot load fails the start, not the first agent that uses it.
-        await self._await_started(
-            {f"model {n!r}": self._load_probe(n, h) for n, h in self._models.items()},
+        await await_started(
+            {f"model {n!r}": load_probe(n, h) for n, h in self._models.items()},
             {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in self.model_specs.items()},
+            timeout_s=self.start_timeout_s,
         )
         card_probes: dict[str, Awaitable[bytes]] = {
             name: await_ray(handle.card.remote(), what=f"agent {name!r}")
             for name, handle in self._agents.items()
         }
-        raw_cards = await self._await_started(card_probes, wants)
+        raw_cards = await await_started(card_probes, wants, timeout_s=self.start_timeout_s)
         self._cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
         directory = {
             name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))
@@ -229,47 +226,6 @@ class Mesh:
         )
         self._tools = self._tools or started[0]
         self._channels[node] = started[1]
-
-    async def _await_started(
-        self, probes: dict[str, Awaitable[T]], wants: dict[str, str]
-    ) -> dict[str, T]:
-        """Await each actor's first answer; PlacementError naming those that never start."""
-        futures = {name: asyncio.ensure_future(probe) for name, probe in probes.items()}
-        if not futures:
-            return {}
-        _, waiting = await asyncio.wait(futures.values(), timeout=self.start_timeout_s)
-        if waiting:
-            for fut in waiting:
-                fut.cancel()
-            stuck = "; ".join(f"{n}: {wants[n]}" for n, f in futures.items() if f in waiting)
-            raise PlacementError(
-                f"not placed within {self.start_timeout_s:g}s: {stuck}; "
-                f"the cluster offers {ray.cluster_resources()}"
-            )
-        return {name: fut.result() for name, fut in futures.items()}
-
-    @staticmethod
-    async def _load_probe(name: str, handle: ActorHandle) -> ModelInfo:
-        try:
-            info: ModelInfo = await await_ray(handle.info.remote(), what=f"model {name!r}")
-        except AgentUnavailableError as exc:  # its constructor (the model load) raised
-            raise ModelError(f"model {name!r} failed to load: {exc}") from None
-        return info
-
-    def _spawn(self, cls: type[Agent]) -> ActorHandle:
-        res = cls.resources
-        options: dict[str, Any] = {
-            "num_cpus": res.num_cpus,
-            "num_gpus": res.num_gpus,
-            "name": f"agentmesh-{cls.name}-{uuid.uuid4().hex[:8]}",
-        }
-        if res.custom:
-            options["resources"] = dict(res.custom)
-        if res.labels:
-            options["label_selector"] = dict(res.labels)
-        actor_cls = ray.remote(AgentHost).options(**options)
-        handle = actor_cls.remote(cls, models=self._models)
-        return cast(ActorHandle, handle)
 
     def _check_declared_tools(self) -> None:
         offered = [t.qualified_name for t in self._tools]

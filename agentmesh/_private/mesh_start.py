@@ -1,0 +1,69 @@
+"""Starting the mesh's actors: agents placed by their resources, and the start-up probes.
+
+Kept apart from :mod:`agentmesh.mesh` so the mesh reads as what it offers; these are the
+mechanics of turning plain classes into placed, answering Ray actors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar, cast
+
+import ray
+from ray.actor import ActorHandle
+
+from agentmesh._private.host import AgentHost
+from agentmesh._private.router import await_ray
+from agentmesh.agent import Agent
+from agentmesh.errors import AgentUnavailableError, ModelError, PlacementError
+from agentmesh.inference import ModelInfo
+
+__all__ = ["await_started", "load_probe", "spawn_agent"]
+
+T = TypeVar("T")
+
+
+def spawn_agent(cls: type[Agent], models: Mapping[str, ActorHandle]) -> ActorHandle:
+    """The actor of one agent class, asking Ray for the resources and labels it declares."""
+    res = cls.resources
+    options: dict[str, Any] = {
+        "num_cpus": res.num_cpus,
+        "num_gpus": res.num_gpus,
+        "name": f"agentmesh-{cls.name}-{uuid.uuid4().hex[:8]}",
+    }
+    if res.custom:
+        options["resources"] = dict(res.custom)
+    if res.labels:
+        options["label_selector"] = dict(res.labels)
+    actor_cls = ray.remote(AgentHost).options(**options)
+    return cast(ActorHandle, actor_cls.remote(cls, models=dict(models)))
+
+
+async def await_started(
+    probes: dict[str, Awaitable[T]], wants: dict[str, str], *, timeout_s: float
+) -> dict[str, T]:
+    """Await each actor's first answer; PlacementError naming those that never start."""
+    futures = {name: asyncio.ensure_future(probe) for name, probe in probes.items()}
+    if not futures:
+        return {}
+    _, waiting = await asyncio.wait(futures.values(), timeout=timeout_s)
+    if waiting:
+        for fut in waiting:
+            fut.cancel()
+        stuck = "; ".join(f"{n}: {wants[n]}" for n, f in futures.items() if f in waiting)
+        raise PlacementError(
+            f"not placed within {timeout_s:g}s: {stuck}; "
+            f"the cluster offers {ray.cluster_resources()}"
+        )
+    return {name: fut.result() for name, fut in futures.items()}
+
+
+async def load_probe(name: str, handle: ActorHandle) -> ModelInfo:
+    """A model service's info once it has loaded; ModelError if loading it failed."""
+    try:
+        info: ModelInfo = await await_ray(handle.info.remote(), what=f"model {name!r}")
+    except AgentUnavailableError as exc:  # its constructor (the model load) raised
+        raise ModelError(f"model {name!r} failed to load: {exc}") from None
+    return info
