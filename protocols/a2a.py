@@ -9,6 +9,7 @@ agentmesh error.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,12 +29,19 @@ from a2a.types import (
     TaskState,
     TaskStatus,
 )
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import JsonValue
 
 from agentmesh import errors
-from agentmesh.protocols.a2a_tasks import RESULT_ARTIFACT, TIMING, error_message
+from agentmesh.protocols.a2a_tasks import (
+    RESULT_ARTIFACT,
+    TIMING,
+    error_message,
+    struct_json,
+    to_value,
+    value_json,
+)
 
 if TYPE_CHECKING:
     from agentmesh.agent import Agent
@@ -66,36 +74,10 @@ SKILL_SCHEMAS_EXTENSION = "urn:agentmesh:ext:skill-schemas:v1"
 _META = "agentmesh"
 
 
-def _to_value(data: JsonValue) -> struct_pb2.Value:
-    value = struct_pb2.Value()
-    json_format.ParseDict(data, value)
-    return value
-
-
-def _integral(data: Any) -> Any:
-    """protobuf Value keeps numbers as doubles; give whole numbers back as ints (JSON has one)."""
-    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
-        return int(data)
-    if isinstance(data, list):
-        return [_integral(item) for item in data]
-    if isinstance(data, dict):
-        return {key: _integral(item) for key, item in data.items()}
-    return data
-
-
-def value_json(value: struct_pb2.Value) -> JsonValue:
-    """A protobuf Value (an A2A data part) as JSON, whole numbers as ints."""
-    return _integral(json_format.MessageToDict(value))
-
-
 def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    json_format.ParseDict(data, struct)
+    struct.update(data)
     return struct
-
-
-def _struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return _integral(json_format.MessageToDict(struct))
 
 
 # --- Agent Cards ----------------------------------------------------------------------------
@@ -151,7 +133,7 @@ def card_skill_schemas(card: AgentCard) -> dict[str, dict[str, Any]]:
     """{skill: {"input": schema, "output": schema}} from a card built by this module."""
     for ext in card.capabilities.extensions:
         if ext.uri == SKILL_SCHEMAS_EXTENSION:
-            return _struct_dict(ext.params)
+            return struct_json(ext.params)
     return {}
 
 
@@ -223,7 +205,7 @@ def skill_call_message(
         message_id=uuid.uuid4().hex,
         context_id=context_id,
         role=Role.ROLE_USER,
-        parts=[Part(data=_to_value(args), media_type="application/json")],
+        parts=[Part(data=to_value(args), media_type="application/json")],
     )
     if continues and task_id:
         message.task_id = task_id
@@ -241,7 +223,7 @@ def stamp_message(
     stamps it knows the sender."""
     stamped = Message()
     stamped.CopyFrom(message)
-    meta = _struct_dict(message.metadata) if message.HasField("metadata") else {}
+    meta = struct_json(message.metadata) if message.HasField("metadata") else {}
     meta[_META] = {"sender": sender, "recipient": recipient, "skill": skill}
     if not message.task_id:
         meta[_META]["task_id"] = task_id
@@ -249,21 +231,33 @@ def stamp_message(
     return stamped
 
 
-def named_skill(message: Message) -> str | None:
-    """The skill a message names: ``metadata.skill`` (A2A clients) or ``metadata.agentmesh.skill``.
+def _mesh_meta(message: Message) -> dict[str, str]:
+    """The string fields of ``metadata.agentmesh`` (sender, recipient, skill, task_id), read
+    straight from the protobuf: this runs on every hop."""
+    fields = message.metadata.fields
+    if _META not in fields or fields[_META].WhichOneof("kind") != "struct_value":
+        return {}
+    inner = fields[_META].struct_value.fields
+    return {k: v.string_value for k, v in inner.items() if v.WhichOneof("kind") == "string_value"}
+
+
+def named_skill(message: Message, mesh_meta: dict[str, str] | None = None) -> str | None:
+    """The skill a message names: ``metadata.agentmesh.skill`` or ``metadata.skill`` (A2A
+    clients).
 
     Raises:
         UserError: the name is there but not a non-empty string.
     """
-    meta = _struct_dict(message.metadata) if message.HasField("metadata") else {}
-    inner = meta.get(_META)
-    skill = inner.get("skill") if isinstance(inner, dict) and inner.get("skill") else None
-    skill = skill if skill is not None else meta.get("skill")
-    if skill is None:
+    meta = _mesh_meta(message) if mesh_meta is None else mesh_meta
+    if meta.get("skill"):
+        return meta["skill"]
+    fields = message.metadata.fields
+    if "skill" not in fields:
         return None
-    if not isinstance(skill, str) or not skill:
+    named = fields["skill"]
+    if named.WhichOneof("kind") != "string_value" or not named.string_value:
         raise errors.UserError("metadata 'skill' must be a non-empty string")
-    return skill
+    return named.string_value
 
 
 def parse_skill_call(message: Message) -> SkillCall:
@@ -272,8 +266,8 @@ def parse_skill_call(message: Message) -> SkillCall:
     A call has exactly one part: a data part with the arguments as a JSON object, or a text
     part (for a skill whose one required parameter is a string, or the answer to a question).
     """
-    meta = _struct_dict(message.metadata).get(_META) or {}
-    skill = named_skill(message) or ""  # the router names it, or the waiting task knows it
+    meta = _mesh_meta(message)
+    skill = named_skill(message, meta) or ""  # the router names it, or the waiting task knows it
     if len(message.parts) != 1:
         raise errors.UserError("a skill call has exactly one part: a data part or a text part")
     part = message.parts[0]
@@ -290,13 +284,13 @@ def parse_skill_call(message: Message) -> SkillCall:
     else:
         raise errors.UserError("a skill call has a data part or a text part, nothing else")
     return SkillCall(
-        sender=str(meta.get("sender", "")),
-        recipient=str(meta.get("recipient", "")),
+        sender=meta.get("sender", ""),
+        recipient=meta.get("recipient", ""),
         skill=skill,
         args=args,
         message_id=message.message_id,
         context_id=message.context_id,
-        task_id=message.task_id or str(meta.get("task_id") or ""),
+        task_id=message.task_id or meta.get("task_id", ""),
         continues=bool(message.task_id),
         text=text,
     )
@@ -312,7 +306,7 @@ def _part_text(part: Part) -> str:
     if kind == "text":
         return part.text
     if kind == "data":
-        return json_format.MessageToJson(part.data, indent=None)
+        return json.dumps(value_json(part.data), ensure_ascii=False)
     return ""
 
 
@@ -342,7 +336,7 @@ def completed_task(
             Artifact(
                 artifact_id=uuid.uuid4().hex,
                 name="result",
-                parts=[Part(data=_to_value(result), media_type="application/json")],
+                parts=[Part(data=to_value(result), media_type="application/json")],
             )
         ],
         history=[request],
@@ -412,7 +406,7 @@ def task_text(task: Task) -> str:
 
 def task_timing(task: Task) -> tuple[float | None, float | None]:
     """(started_at, ended_at) as the agent recorded them."""
-    meta = _struct_dict(task.metadata).get(TIMING) or {}
+    meta = struct_json(task.metadata).get(TIMING) or {}
     return meta.get("started_at"), meta.get("ended_at")
 
 
@@ -426,13 +420,13 @@ def task_result(task: Task, *, agent: str = "") -> JsonValue:
     state = task.status.state
     if state == TaskState.TASK_STATE_COMPLETED:
         parts = [p for a in task.artifacts if a.name == RESULT_ARTIFACT for p in a.parts]
-        if (_struct_dict(task.metadata).get(_META) or {}).get("stream"):
+        if (struct_json(task.metadata).get(_META) or {}).get("stream"):
             return [value_json(part.data) for part in parts]
         if parts:
             return value_json(parts[0].data)
         raise errors.RunError(f"task {task.id} completed without a result artifact")
     if state == TaskState.TASK_STATE_INPUT_REQUIRED:
-        ask = _struct_dict(task.status.message.metadata).get(_META, {}).get("input") or {}
+        ask = struct_json(task.status.message.metadata).get(_META, {}).get("input") or {}
         prompt = str(ask.get("prompt") or _first_text(task.status.message) or "input required")
         raise errors.InputRequired(
             prompt,
@@ -452,7 +446,7 @@ def _first_text(message: Message) -> str:
 
 def status_error(status: TaskStatus) -> errors.AgentMeshError:
     """The agentmesh error a failed task's status carries (a RunError if it names none)."""
-    meta = _struct_dict(status.message.metadata).get(_META) or {}
+    meta = struct_json(status.message.metadata).get(_META) or {}
     detail = meta.get("error") or {}
     cls = getattr(errors, str(detail.get("type")), None)
     message = str(detail.get("message") or _first_text(status.message) or "the task failed")

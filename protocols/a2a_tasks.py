@@ -13,6 +13,7 @@ streaming responses, so the gateway hands them to the a2a-sdk unchanged.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +30,7 @@ from a2a.types import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import JsonValue
 
@@ -49,6 +50,9 @@ __all__ = [
     "new_task",
     "state_name",
     "status_event",
+    "struct_json",
+    "to_value",
+    "value_json",
 ]
 
 _META = "agentmesh"
@@ -69,9 +73,54 @@ TERMINAL_STATES = frozenset(
 FINAL_STATES = TERMINAL_STATES | {TaskState.TASK_STATE_INPUT_REQUIRED}
 
 
+def to_value(data: JsonValue) -> struct_pb2.Value:
+    """JSON as a protobuf ``Value`` (an A2A data part), built with protobuf's own setters:
+    several times faster than ``json_format``, which matters on every hop."""
+    value = struct_pb2.Value()
+    if data is None:
+        value.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(data, bool):
+        value.bool_value = data
+    elif isinstance(data, int | float):
+        value.number_value = data
+    elif isinstance(data, str):
+        value.string_value = data
+    elif isinstance(data, dict):
+        value.struct_value.SetInParent()  # so that {} is an object, not an unset value
+        value.struct_value.update(data)
+    elif isinstance(data, list | tuple):
+        value.list_value.SetInParent()
+        value.list_value.extend(data)
+    else:
+        raise TypeError(f"not JSON: {type(data).__name__}")
+    return value
+
+
+def value_json(value: struct_pb2.Value) -> JsonValue:
+    """A protobuf ``Value`` as JSON; whole numbers come back as ints (a Value keeps doubles)."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {key: value_json(item) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [value_json(item) for item in value.list_value.values]
+    return None
+
+
+def struct_json(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A protobuf ``Struct`` (A2A metadata) as a JSON object."""
+    return {key: value_json(item) for key, item in struct.fields.items()}
+
+
 def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    json_format.ParseDict(data, struct)
+    struct.update(data)
     return struct
 
 
@@ -82,14 +131,12 @@ def state_name(state: int) -> str:
 
 def json_part(data: JsonValue) -> Part:
     """A data part holding ``data`` as JSON."""
-    value = struct_pb2.Value()
-    json_format.ParseDict(data, value)
-    return Part(data=value, media_type="application/json")
+    return Part(data=to_value(data), media_type="application/json")
 
 
 def _status(state: int, message: Message | None = None) -> TaskStatus:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
+    now = time.time_ns()
+    stamp = Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000)
     status = TaskStatus(state=state, timestamp=stamp)  # type: ignore[arg-type]
     if message is not None:
         status.message.CopyFrom(message)
@@ -102,7 +149,9 @@ def new_task(request: Message, task_id: str, *, skill: str, streams: bool) -> St
         id=task_id, context_id=request.context_id, status=_status(TaskState.TASK_STATE_SUBMITTED)
     )
     task.history.append(request)
-    task.metadata.CopyFrom(_struct({_META: {"skill": skill, "stream": streams}}))
+    meta = task.metadata.fields[_META].struct_value.fields
+    meta["skill"].string_value = skill
+    meta["stream"].bool_value = streams
     return StreamResponse(task=task)
 
 

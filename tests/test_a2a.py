@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 from a2a.types import AgentCard, Message, Role, Task, TaskState
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import JsonValue
 
 from agentmesh import SkillInputError, UserError
 from agentmesh.agents import Researcher
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import to_value
 
 
 def test_card_lists_skills_and_schemas() -> None:
@@ -56,3 +60,20 @@ def test_completed_and_failed_tasks() -> None:
     with pytest.raises(SkillInputError) as info:
         a2a.task_result(failed)
     assert info.value.errors == ["x: Field required"] and info.value.agent == "b"
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_json_survives_a_data_part_both_ways(data: JsonValue) -> None:
+    """The fast protobuf conversions keep every JSON value, empty objects and lists included."""
+    assert a2a.value_json(to_value(data)) == data

@@ -124,7 +124,7 @@ class AgentHost:
             nonlocal folded
             folded = apply_event(folded, event)
 
-        await self.runner.run(Message.FromString(raw), fold)
+        await self.runner.run(Message.FromString(raw), fold, progress=False)
         assert folded is not None  # run emits at least the final status
         return folded.SerializeToString()
 

@@ -74,6 +74,16 @@ def text_parameter(input_schema: Mapping[str, Any]) -> str | None:
 
 
 @dataclass
+class _Running:
+    """A task being run: the asyncio task running it, its sender, and whether it was canceled
+    (a CancelledError is ours to report only then; otherwise the caller went away)."""
+
+    job: asyncio.Task[Any] | None
+    sender: str
+    canceled: bool = False
+
+
+@dataclass
 class _Waiting:
     skill: str
     args: dict[str, JsonValue]
@@ -92,11 +102,15 @@ class TaskRunner:
         self.name = agent.name
         self.max_waiting = max_waiting
         self.waiting_ttl_s = waiting_ttl_s
-        self._running: dict[str, tuple[asyncio.Future[None], str]] = {}
+        self._running: dict[str, _Running] = {}
         self._waiting: dict[str, _Waiting] = {}
 
-    async def run(self, request: Message, emit: Emit) -> None:
-        """Run the call ``request`` carries as a task, emitting its events; never raises."""
+    async def run(self, request: Message, emit: Emit, *, progress: bool = True) -> None:
+        """Run the call ``request`` carries as a task, emitting its events; never raises.
+
+        ``progress=False`` leaves out the ``working`` update, which a caller that folds the
+        events into the final task would overwrite anyway (the in-mesh fast path).
+        """
         started = time.time()
         context_id = request.context_id
         try:
@@ -124,29 +138,34 @@ class TaskRunner:
                 taken = UserError(f"task id {task_id[:64]!r} is already in use at {self.name!r}")
                 await self._fail(emit, task_id, context_id, taken, started)
                 return
-        await emit(status_event(task_id, context_id, TaskState.TASK_STATE_WORKING))
+        if progress:
+            await emit(status_event(task_id, context_id, TaskState.TASK_STATE_WORKING))
         if call.text is not None:  # a lone text part fills one parameter
             try:
                 args = {**args, **self._text_args(skill, field, call.text)}
             except AgentMeshError as exc:
                 await self._fail(emit, task_id, context_id, exc, started)
                 return
-        job = asyncio.ensure_future(self._execute(skill, args, task_id, context_id, emit))
-        self._running[task_id] = (job, call.sender)
+        running = _Running(asyncio.current_task(), call.sender)
+        self._running[task_id] = running
+        error: BaseException | None = None
         try:
-            await asyncio.wait({job})
+            await self._execute(skill, args, task_id, context_id, emit)
         except asyncio.CancelledError:
-            job.cancel()
-            raise
+            if not running.canceled:  # the caller itself went away: not ours to report
+                raise
+            if running.job is not None:
+                running.job.uncancel()
+        except Exception as exc:
+            error = exc
         finally:
             self._running.pop(task_id, None)
         timing = (started, time.time())
-        if job.cancelled():
+        if running.canceled:
             await emit(
                 status_event(task_id, context_id, TaskState.TASK_STATE_CANCELED, timing=timing)
             )
             return
-        error = job.exception()
         if error is None:
             await emit(
                 status_event(task_id, context_id, TaskState.TASK_STATE_COMPLETED, timing=timing)
@@ -172,8 +191,10 @@ class TaskRunner:
     def cancel(self, task_id: str, sender: str) -> bool:
         """Cancel ``sender``'s running or waiting task; False if it has none of that id."""
         running = self._running.get(task_id)
-        if running is not None and running[1] == sender:
-            running[0].cancel()
+        if running is not None and running.sender == sender and not running.canceled:
+            running.canceled = True
+            if running.job is not None:
+                running.job.cancel()
             return True
         waiting = self._waiting.get(task_id)
         if waiting is not None and waiting.sender == sender:
