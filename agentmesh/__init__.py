@@ -5,7 +5,13 @@ their calls as A2A messages through a security actor, plugs MCP servers in as to
 local models, and executes planned task DAGs. Everything listed in ``__all__`` is the public API.
 """
 
-from agentmesh.a2a_gateway import GatewayAuth, GatewayIdentity, TaskRetention, build_a2a_app
+from agentmesh.a2a_gateway import (
+    GatewayAuth,
+    GatewayIdentity,
+    TaskRetention,
+    TokenAuth,
+    build_a2a_app,
+)
 from agentmesh.agent import Agent, AgentContext, Resources, skill
 from agentmesh.errors import (
     AgentDefinitionError,
@@ -140,6 +146,7 @@ __all__ = [
     "TaskCanceledError",
     "TaskRetention",
     "TemplatePlanner",
+    "TokenAuth",
     "ToolArgumentsError",
     "ToolCall",
     "ToolCallBlocked",

@@ -47,7 +47,7 @@ from typing import Any
 from a2a.server.routes import create_rest_routes
 from a2a.types import AgentCard
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -64,18 +64,30 @@ from agentmesh._private.a2a_server import (
     OwnedTaskStore,
     ScrubbingJsonRpcDispatcher,
 )
+from agentmesh._private.a2a_tokens import TokenVerifier, load_token_keys
 from agentmesh._private.asgi import serve_asgi
 from agentmesh.mesh import Mesh
 from agentmesh.protocols.a2a_signing import CardKey
 
-__all__ = ["GatewayAuth", "GatewayIdentity", "TaskRetention", "build_a2a_app", "serve_a2a"]
+__all__ = [
+    "GatewayAuth",
+    "GatewayIdentity",
+    "TaskRetention",
+    "TokenAuth",
+    "build_a2a_app",
+    "serve_a2a",
+]
 
 _MIN_SECRET = 16
 
 
 class GatewayIdentity(BaseModel):
     """One caller: its credentials, the ``agent.skill`` glob patterns it may call and whether
-    it may fetch the extended Agent Cards (``extended_card``: they add the skills' schemas)."""
+    it may fetch the extended Agent Cards (``extended_card``: they add the skills' schemas).
+
+    With :attr:`GatewayAuth.tokens` an identity needs no static credential: a signed token
+    whose ``sub`` is its name authenticates it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,8 +99,39 @@ class GatewayIdentity(BaseModel):
     extended_card: bool = False
 
 
+class TokenAuth(BaseModel):
+    """Signed, expiring bearer tokens (JWT) the gateway accepts, from one issuer.
+
+    ``keys`` is a JWK Set of the issuer's PUBLIC keys, each with a ``kid``: ES256 (EC P-256),
+    EdDSA (Ed25519) or RS256 (RSA, 2048+ bits); a key verifies only its own algorithm, so
+    ``none`` and HMAC tokens never pass. A token needs ``iss``, ``aud``, ``sub`` (an identity's
+    name), ``iat`` and ``exp`` (at most ``max_lifetime_s`` apart; clocks may differ by
+    ``leeway_s``). With ``one_time`` each token (its ``jti``) is accepted once, so a captured
+    token cannot be replayed; ids are remembered until their token expires and at most
+    ``max_remembered`` at a time: when full, new tokens are refused (fail closed) rather than
+    a live id forgotten. The tokens' keys are never fetched from a URL.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    keys: dict[str, Any]
+    leeway_s: float = Field(default=30.0, ge=0, le=300)
+    max_lifetime_s: float = Field(default=3600.0, gt=0)
+    one_time: bool = True
+    max_remembered: int = Field(default=100_000, ge=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_keys(cls, keys: dict[str, Any]) -> dict[str, Any]:
+        load_token_keys(keys)  # ValueError: a bad key is a configuration error, found at load
+        return keys
+
+
 class GatewayAuth(BaseModel):
-    """Who may call the gateway: identities with API keys (``X-API-Key``) or bearer tokens.
+    """Who may call the gateway: identities with API keys (``X-API-Key``), static bearer
+    tokens, or signed bearer tokens (JWT, ``tokens``) naming them.
 
     Names and credentials must be unique; every credential has at least 16 characters.
     """
@@ -96,6 +139,7 @@ class GatewayAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     identities: list[GatewayIdentity]
+    tokens: TokenAuth | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayAuth:
@@ -197,9 +241,10 @@ def build_a2a_app(
         )
         mounts.append(mount)
         handlers.append(handler)
-    api_keys, bearer_tokens = {}, {}
+    api_keys, bearer_tokens, identities = {}, {}, {}
     for identity in auth.identities:
         grants = Grants(identity.name, identity.allow, extended_card=identity.extended_card)
+        identities[identity.name] = grants
         api_keys.update({digest(k.get_secret_value()): grants for k in identity.api_keys})
         bearer_tokens.update({digest(t.get_secret_value()): grants for t in identity.bearer_tokens})
 
@@ -215,12 +260,31 @@ def build_a2a_app(
         bearer_tokens=bearer_tokens,
         agents=frozenset(card.name for card in mesh.cards()),
         max_request_bytes=max_request_bytes,
+        # built here, not in the guard: one replay memory per app, however often Starlette
+        # builds its middleware stack
+        tokens=_token_verifier(auth.tokens) if auth.tokens is not None else None,
+        identities=identities,
     )
-    return Starlette(
+    app = Starlette(
         routes=mounts,
         middleware=[Middleware(RequestBaseURL), guard],
         exception_handlers={404: _http_error, 405: _http_error, Exception: _http_error},
         lifespan=lifespan,
+    )
+    app.state.a2a_handlers = tuple(handlers)  # one per agent: their task stores, for inspection
+    return app
+
+
+def _token_verifier(tokens: TokenAuth) -> TokenVerifier:
+    """A verifier with its own replay memory, for one app."""
+    return TokenVerifier(
+        keys=load_token_keys(tokens.keys),
+        issuer=tokens.issuer,
+        audience=tokens.audience,
+        leeway_s=tokens.leeway_s,
+        max_lifetime_s=tokens.max_lifetime_s,
+        one_time=tokens.one_time,
+        max_remembered=tokens.max_remembered,
     )
 
 

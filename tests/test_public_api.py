@@ -65,6 +65,7 @@ PUBLIC = {
     "TaskCanceledError",
     "StdioServer",
     "TaskRetention",
+    "TokenAuth",
     "TemplatePlanner",
     "ToolCall",
     "ToolArgumentsError",

@@ -1,11 +1,12 @@
 """The gateway's ASGI guard: authentication, agent grants, body size and a JSON pre-check.
 
 Runs before Starlette routes anything, in this order: credentials (401, the same answer for
-every path, so an anonymous caller learns nothing about agents or tasks), the agent in the path
-(403 when the identity may not call any of its skills, 404 when it could but there is no such
-agent), the declared and the actual body size (413, before anything parses it), then, for a
-POST with a body, strict UTF-8, JSON syntax, nesting depth and well-formed strings: JSON-RPC
-gets ``-32700``/``-32600`` (HTTP 200, as a2a-sdk answers JSON-RPC errors), HTTP+JSON a 400.
+every path and every reason, so an anonymous caller learns nothing about agents, tasks or why
+a signed token was refused: see ``a2a_tokens``), the agent in the path (403 when the identity
+may not call any of its skills, 404 when it could but there is no such agent), the declared
+and the actual body size (413, before anything parses it), then, for a POST with a body,
+strict UTF-8, JSON syntax, nesting depth and well-formed strings: JSON-RPC gets
+``-32700``/``-32600`` (HTTP 200, as a2a-sdk answers JSON-RPC errors), HTTP+JSON a 400.
 Errors outside JSON-RPC use the A2A HTTP+JSON error shape (``google.rpc.Status`` with an
 ``ErrorInfo``). Nothing any client sent is echoed back.
 """
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentmesh._private.a2a_calls import Grants
+from agentmesh._private.a2a_tokens import TokenVerifier, looks_like_jwt
 
 __all__ = [
     "AGENTS_PREFIX",
@@ -119,22 +121,32 @@ class GatewayGuard:
         agents: frozenset[str],
         max_request_bytes: int,
         max_json_depth: int = 64,
+        tokens: TokenVerifier | None = None,
+        identities: Mapping[str, Grants] | None = None,
     ) -> None:
         self.app = app
         self.api_keys = dict(api_keys)
         self.bearer_tokens = dict(bearer_tokens)
+        self.tokens = tokens
+        self.identities = dict(identities or {})  # a signed token's ``sub`` -> its grants
         self.agents = agents
         self.max_request_bytes = max_request_bytes
         self.max_json_depth = max_json_depth
 
     def authenticate(self, headers: Headers) -> Grants | None:
+        """The caller's grants: a static API key or bearer token, else a signed token (JWT)."""
         key = headers.get(API_KEY_HEADER)
         if key:
             return self.api_keys.get(digest(key))
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return self.bearer_tokens.get(digest(token.strip()))
-        return None
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        grants = self.bearer_tokens.get(digest(token))
+        if grants is None and self.tokens is not None and looks_like_jwt(token):
+            subject = self.tokens.verify(token, subjects=self.identities)
+            grants = self.identities.get(subject) if subject is not None else None
+        return grants
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -25,11 +25,12 @@ import typer
 from agentmesh.errors import AgentMeshError, ConfigError
 
 if TYPE_CHECKING:
+    from agentmesh.a2a_gateway import GatewayAuth
     from agentmesh.inference import ModelSpec
     from agentmesh.mesh import Mesh
     from agentmesh.protocols.a2a_signing import CardKey
 
-__all__ = ["read_card_key", "serve"]
+__all__ = ["read_card_key", "read_gateway_auth", "serve"]
 
 
 def _say(message: str) -> None:
@@ -162,18 +163,29 @@ def read_card_key(path: Path) -> CardKey:
     return CardKey(_thumbprint(key.public.to_jwk()), key.key)
 
 
+def read_gateway_auth(path: Path) -> GatewayAuth:
+    """The gateway's identities (and signed-token settings, ``tokens:``) from a YAML file.
+
+    Raises:
+        ConfigError: unreadable, not YAML, or not a valid ``GatewayAuth``.
+    """
+    import yaml
+
+    from agentmesh.a2a_gateway import GatewayAuth
+
+    try:
+        return GatewayAuth.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"cannot use the gateway credentials in {path}: {exc}") from None
+
+
 async def _serve_a2a(
     model: ModelSpec | None, host: str, port: int, auth_file: Path, key_file: Path | None
 ) -> int | None:
-    import yaml
-
-    from agentmesh.a2a_gateway import GatewayAuth, serve_a2a
+    from agentmesh.a2a_gateway import serve_a2a
     from agentmesh.examples.demo import build_mesh
 
-    try:
-        auth = GatewayAuth.model_validate(yaml.safe_load(auth_file.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise ConfigError(f"cannot use the gateway credentials in {auth_file}: {exc}") from None
+    auth = read_gateway_auth(auth_file)
     card_key = read_card_key(key_file) if key_file is not None else None  # before Ray starts
     async with build_mesh(model=model) as mesh:
         where = f"[{host}]" if ":" in host else host
