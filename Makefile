@@ -47,7 +47,7 @@ typecheck: install
 	$(VENV)/bin/mypy $(TYPECHECK_TREE)
 
 bench: install
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	for b in bench/[!_]*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
