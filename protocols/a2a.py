@@ -29,8 +29,6 @@ from a2a.types import (
     TaskState,
     TaskStatus,
 )
-from google.protobuf import struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import JsonValue
 
 from agentmesh import errors
@@ -39,6 +37,8 @@ from agentmesh.protocols.a2a_tasks import (
     TIMING,
     error_message,
     struct_json,
+    struct_of,
+    task_status,
     to_value,
     value_json,
 )
@@ -72,12 +72,6 @@ MESH_BINDING = "AGENTMESH-RAY"
 #: Card extension carrying each skill's JSON input and output schemas.
 SKILL_SCHEMAS_EXTENSION = "urn:agentmesh:ext:skill-schemas:v1"
 _META = "agentmesh"
-
-
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(data)
-    return struct
 
 
 # --- Agent Cards ----------------------------------------------------------------------------
@@ -119,7 +113,7 @@ def build_agent_card(agent_cls: type[Agent], *, url: str | None = None) -> Agent
                     uri=SKILL_SCHEMAS_EXTENSION,
                     description="JSON Schemas of each skill's input and output",
                     required=False,
-                    params=_struct(schemas),
+                    params=struct_of(schemas),
                 )
             ],
         ),
@@ -211,7 +205,7 @@ def skill_call_message(
         message.task_id = task_id
     elif task_id:
         meta["task_id"] = task_id
-    message.metadata.CopyFrom(_struct({_META: meta}))
+    message.metadata.CopyFrom(struct_of({_META: meta}))
     return message
 
 
@@ -227,7 +221,7 @@ def stamp_message(
     meta[_META] = {"sender": sender, "recipient": recipient, "skill": skill}
     if not message.task_id:
         meta[_META]["task_id"] = task_id
-    stamped.metadata.CopyFrom(_struct(meta))
+    stamped.metadata.CopyFrom(struct_of(meta))
     return stamped
 
 
@@ -313,12 +307,6 @@ def _part_text(part: Part) -> str:
 # --- answers as tasks -----------------------------------------------------------------------
 
 
-def _status(state: int, message: Message | None = None) -> TaskStatus:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return TaskStatus(state=state, message=message, timestamp=stamp)  # type: ignore[arg-type]
-
-
 def completed_task(
     request: Message,
     result: JsonValue,
@@ -331,7 +319,7 @@ def completed_task(
     return Task(
         id=task_id or uuid.uuid4().hex,
         context_id=request.context_id,
-        status=_status(TaskState.TASK_STATE_COMPLETED),
+        status=task_status(TaskState.TASK_STATE_COMPLETED),
         artifacts=[
             Artifact(
                 artifact_id=uuid.uuid4().hex,
@@ -340,7 +328,7 @@ def completed_task(
             )
         ],
         history=[request],
-        metadata=_struct({TIMING: {"started_at": started_at, "ended_at": ended_at}}),
+        metadata=struct_of({TIMING: {"started_at": started_at, "ended_at": ended_at}}),
     )
 
 
@@ -357,11 +345,13 @@ def failed_task(
     return Task(
         id=task_id,
         context_id=request.context_id,
-        status=_status(
+        status=task_status(
             TaskState.TASK_STATE_FAILED, error_message(request.context_id, task_id, error)
         ),
         history=[request],
-        metadata=_struct({TIMING: {"started_at": started_at, "ended_at": ended_at or time.time()}}),
+        metadata=struct_of(
+            {TIMING: {"started_at": started_at, "ended_at": ended_at or time.time()}}
+        ),
     )
 
 

@@ -51,6 +51,8 @@ __all__ = [
     "state_name",
     "status_event",
     "struct_json",
+    "struct_of",
+    "task_status",
     "to_value",
     "value_json",
 ]
@@ -118,7 +120,8 @@ def struct_json(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {key: value_json(item) for key, item in struct.fields.items()}
 
 
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
+def struct_of(data: dict[str, Any]) -> struct_pb2.Struct:
+    """A JSON object as a protobuf ``Struct`` (A2A metadata)."""
     struct = struct_pb2.Struct()
     struct.update(data)
     return struct
@@ -134,7 +137,8 @@ def json_part(data: JsonValue) -> Part:
     return Part(data=to_value(data), media_type="application/json")
 
 
-def _status(state: int, message: Message | None = None) -> TaskStatus:
+def task_status(state: int, message: Message | None = None) -> TaskStatus:
+    """A task status stamped now."""
     now = time.time_ns()
     stamp = Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000)
     status = TaskStatus(state=state, timestamp=stamp)  # type: ignore[arg-type]
@@ -146,7 +150,9 @@ def _status(state: int, message: Message | None = None) -> TaskStatus:
 def new_task(request: Message, task_id: str, *, skill: str, streams: bool) -> StreamResponse:
     """The first event of a new task: submitted, the request in its history."""
     task = Task(
-        id=task_id, context_id=request.context_id, status=_status(TaskState.TASK_STATE_SUBMITTED)
+        id=task_id,
+        context_id=request.context_id,
+        status=task_status(TaskState.TASK_STATE_SUBMITTED),
     )
     task.history.append(request)
     meta = task.metadata.fields[_META].struct_value.fields
@@ -166,10 +172,12 @@ def status_event(
     """A status update; ``timing`` (started, ended) goes to the task's metadata under
     :data:`TIMING` (a key of its own: clients merge status metadata key by key)."""
     event = TaskStatusUpdateEvent(
-        task_id=task_id, context_id=context_id, status=_status(state, message)
+        task_id=task_id, context_id=context_id, status=task_status(state, message)
     )
     if timing is not None:
-        event.metadata.CopyFrom(_struct({TIMING: {"started_at": timing[0], "ended_at": timing[1]}}))
+        event.metadata.CopyFrom(
+            struct_of({TIMING: {"started_at": timing[0], "ended_at": timing[1]}})
+        )
     return StreamResponse(status_update=event)
 
 
@@ -192,7 +200,7 @@ def _agent_message(context_id: str, task_id: str, text: str, meta: dict[str, Any
         task_id=task_id,
         role=Role.ROLE_AGENT,
         parts=[Part(text=text)],
-        metadata=_struct({_META: meta}),
+        metadata=struct_of({_META: meta}),
     )
 
 
@@ -255,7 +263,7 @@ def events_of(task: Task) -> Iterator[StreamResponse]:
     answer whole tasks, such as remote A2A agents behind a proxy)."""
     first = Task()
     first.CopyFrom(task)
-    first.status.CopyFrom(_status(TaskState.TASK_STATE_SUBMITTED))
+    first.status.CopyFrom(task_status(TaskState.TASK_STATE_SUBMITTED))
     del first.artifacts[:]
     yield StreamResponse(task=first)
     yield status_event(task.id, task.context_id, TaskState.TASK_STATE_WORKING)

@@ -1,9 +1,9 @@
 """The a2a-sdk pieces of the gateway: executor, guarded request handler, owned task store.
 
-- ``MeshAgentExecutor`` runs one skill call through ``Mesh.call`` and reports the task with
-  ``TaskUpdater``: submitted -> working -> ``result`` artifact -> completed, or failed with a
-  status message naming the agentmesh error type (a security denial names its rule, never the
-  refused content; anything else is an ``InternalError`` without details).
+- ``MeshAgentExecutor`` sends each message through ``Mesh.stream`` (the in-mesh path) and
+  hands its events to the SDK; a failure's status message carries only the error's type and
+  its outside text (a security denial names its rule, never the refused content; anything
+  unexpected is an ``InternalError`` without details).
 - ``GatewayRequestHandler`` refuses a message that is not a call its identity may make before
   any task exists (invalid params).
 - ``OwnedTaskStore`` records each task's owner; for anyone else the task does not exist.
@@ -38,12 +38,13 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import A2AError, InternalError, InvalidParamsError, TaskNotFoundError
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from agentmesh._private.a2a_calls import CallRefused, Grants, SkillTable, resolve_call
 from agentmesh.errors import AgentMeshError, outside_text
 from agentmesh.mesh import Mesh
 from agentmesh.protocols import a2a
+from agentmesh.protocols.a2a_tasks import TERMINAL_STATES, struct_of
 
 __all__ = [
     "GatewayRequestHandler",
@@ -67,10 +68,8 @@ def _owner(context: ServerCallContext) -> str:
     return grants.name if grants is not None else ""
 
 
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    json_format.ParseDict(data, struct)
-    return struct
+def _error_meta(kind: str, text: str) -> struct_pb2.Struct:
+    return struct_of({"agentmesh": {"error": {"type": kind, "message": text}}})
 
 
 class MeshAgentExecutor(AgentExecutor):
@@ -133,9 +132,8 @@ class MeshAgentExecutor(AgentExecutor):
             task.status.CopyFrom(TaskStatus(state=TaskState.TASK_STATE_SUBMITTED))
             await queue.enqueue_event(task)
         updater = TaskUpdater(queue, task_id, context_id)
-        meta = _struct({"agentmesh": {"error": {"type": kind, "message": text}}})
         message = updater.new_agent_message([Part(text=text)])
-        message.metadata.CopyFrom(meta)
+        message.metadata.CopyFrom(_error_meta(kind, text))
         await updater.failed(message)
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
@@ -162,7 +160,7 @@ def _outside(event: Any) -> Any:
     message = event.status.message
     del message.parts[:]
     message.parts.append(Part(text=text))
-    message.metadata.CopyFrom(_struct({"agentmesh": {"error": {"type": kind, "message": text}}}))
+    message.metadata.CopyFrom(_error_meta(kind, text))
     return event
 
 
@@ -203,16 +201,6 @@ class GatewayRequestHandler(DefaultRequestHandler):
             yield event
 
 
-_FINAL_STATES = frozenset(
-    {
-        TaskState.TASK_STATE_COMPLETED,
-        TaskState.TASK_STATE_FAILED,
-        TaskState.TASK_STATE_CANCELED,
-        TaskState.TASK_STATE_REJECTED,
-    }
-)
-
-
 class OwnedTaskStore(TaskStore):
     """Tasks kept per owner, and bounded: a task belongs to the identity that created it.
 
@@ -243,7 +231,7 @@ class OwnedTaskStore(TaskStore):
             del task.history[:]
             task.history.extend(kept)
         await self._inner.save(task, context)
-        if task.status.state in _FINAL_STATES:
+        if task.status.state in TERMINAL_STATES:
             self._finished.setdefault(owner, {})[task.id] = time.monotonic()
         await self._evict(owner, context)
 

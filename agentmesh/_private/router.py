@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from a2a.types import Message, StreamResponse, Task, TaskState
+from a2a.types import Message, StreamResponse, Task, TaskState, TaskStatus
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
@@ -91,10 +91,14 @@ class Router:
         self.max_waiting = max_waiting
         self._asked: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # -> skill
 
-    def peer(self, agent: str, skill: str) -> Peer:
+    def _agent(self, agent: str) -> Peer:
         peer = self.directory.get(agent)
         if peer is None:
             raise UnknownAgentError(agent, known=list(self.directory))
+        return peer
+
+    def peer(self, agent: str, skill: str) -> Peer:
+        peer = self._agent(agent)
         if skill not in peer.skills:
             raise UnknownSkillError(agent, skill, known=list(peer.skills))
         return peer
@@ -133,12 +137,7 @@ class Router:
             peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
         )
         task = Task.FromString(raw)
-        state = task.status.state
-        if state == TaskState.TASK_STATE_COMPLETED:
-            await self._vet_reply(agent, sender, skill, a2a.task_text(task))
-        elif state == TaskState.TASK_STATE_INPUT_REQUIRED:
-            await self._vet_reply(agent, sender, skill, a2a.message_text(task.status.message))
-            self._remember(agent, task.id, sender, skill)
+        await self._vet_end(agent, sender, skill, task.id, task.status, a2a.task_text(task))
         return a2a.task_result(task, agent=agent), task  # raises the callee's error, typed
 
     async def stream(
@@ -186,7 +185,9 @@ class Router:
                     texts.append(a2a.task_text(Task(artifacts=[event.artifact_update.artifact])))
                     await self._vet_reply(agent, sender, skill, texts[-1])
                 elif event.HasField("status_update"):
-                    await self._check_final(agent, sender, skill, event, texts)
+                    update = event.status_update
+                    whole = "\n".join(texts) if len(texts) > 1 else None  # one: already vetted
+                    await self._vet_end(agent, sender, skill, task_id, update.status, whole)
                 yield event
         except SecurityDenied as exc:
             await self._cancel_at(peer, task_id, sender)
@@ -201,9 +202,7 @@ class Router:
             UnknownTaskError: the agent has no open task of that id for this sender.
         """
         sender = sender or self.sender
-        peer = self.directory.get(agent)
-        if peer is None:
-            raise UnknownAgentError(agent, known=list(self.directory))
+        peer = self._agent(agent)
         self._asked.pop((agent, task_id, sender), None)
         if not await self._cancel_at(peer, task_id, sender, quiet=False):
             raise UnknownTaskError(task_id, agent=agent)
@@ -215,9 +214,7 @@ class Router:
             raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
 
     def _sole_skill(self, agent: str) -> str:
-        peer = self.directory.get(agent)
-        if peer is None:
-            raise UnknownAgentError(agent, known=list(self.directory))
+        peer = self._agent(agent)
         if len(peer.skills) != 1:
             raise UserError(f"name the skill of {agent!r} in the message metadata ('skill')")
         return next(iter(peer.skills))
@@ -238,16 +235,22 @@ class Router:
             )
             raise_for_decision(reply)
 
-    async def _check_final(
-        self, agent: str, sender: str, skill: str, event: StreamResponse, texts: list[str]
+    async def _vet_end(
+        self,
+        agent: str,
+        sender: str,
+        skill: str,
+        task_id: str,
+        status: TaskStatus,
+        result_text: str | None,
     ) -> None:
-        update = event.status_update
-        state = update.status.state
-        if state == TaskState.TASK_STATE_COMPLETED and len(texts) > 1:
-            await self._vet_reply(agent, sender, skill, "\n".join(texts))
-        elif state == TaskState.TASK_STATE_INPUT_REQUIRED:
-            await self._vet_reply(agent, sender, skill, a2a.message_text(update.status.message))
-            self._remember(agent, update.task_id, sender, skill)
+        """Vet how a task ended, as the reply it is: the result (unless None: nothing left to
+        vet), or the question of an input-required task, whose skill is then remembered."""
+        if status.state == TaskState.TASK_STATE_COMPLETED and result_text is not None:
+            await self._vet_reply(agent, sender, skill, result_text)
+        elif status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            await self._vet_reply(agent, sender, skill, a2a.message_text(status.message))
+            self._remember(agent, task_id, sender, skill)
 
     def _remember(self, agent: str, task_id: str, sender: str, skill: str) -> None:
         self._asked[(agent, task_id, sender)] = skill
