@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from agentmesh.protocols.a2a_tasks import (
     RESULT_ARTIFACT,
     TIMING,
     error_message,
+    new_id,
     struct_json,
     struct_of,
     task_status,
@@ -194,9 +194,9 @@ def skill_call_message(
     ``task_id`` names the task it runs as (a new one unless ``continues``: then the message
     answers that input-required task).
     """
-    meta: dict[str, Any] = {"sender": sender, "recipient": recipient, "skill": skill}
+    meta = {"sender": sender, "recipient": recipient, "skill": skill}
     message = Message(
-        message_id=uuid.uuid4().hex,
+        message_id=new_id(),
         context_id=context_id,
         role=Role.ROLE_USER,
         parts=[Part(data=to_value(args), media_type="application/json")],
@@ -205,7 +205,9 @@ def skill_call_message(
         message.task_id = task_id
     elif task_id:
         meta["task_id"] = task_id
-    message.metadata.CopyFrom(struct_of({_META: meta}))
+    fields = message.metadata.fields[_META].struct_value.fields  # set in place: every hop
+    for key, value in meta.items():
+        fields[key].string_value = value
     return message
 
 
@@ -317,12 +319,12 @@ def completed_task(
 ) -> Task:
     """The completed task answering ``request``, its result in one ``result`` artifact."""
     return Task(
-        id=task_id or uuid.uuid4().hex,
+        id=task_id or new_id(),
         context_id=request.context_id,
         status=task_status(TaskState.TASK_STATE_COMPLETED),
         artifacts=[
             Artifact(
-                artifact_id=uuid.uuid4().hex,
+                artifact_id=new_id(),
                 name="result",
                 parts=[Part(data=to_value(result), media_type="application/json")],
             )
@@ -341,7 +343,7 @@ def failed_task(
     task_id: str | None = None,
 ) -> Task:
     """A failed task whose status message names the error type and keeps its fields."""
-    task_id = task_id or uuid.uuid4().hex
+    task_id = task_id or new_id()
     return Task(
         id=task_id,
         context_id=request.context_id,
@@ -410,7 +412,9 @@ def task_result(task: Task, *, agent: str = "") -> JsonValue:
     state = task.status.state
     if state == TaskState.TASK_STATE_COMPLETED:
         parts = [p for a in task.artifacts if a.name == RESULT_ARTIFACT for p in a.parts]
-        if (struct_json(task.metadata).get(_META) or {}).get("stream"):
+        meta = task.metadata.fields.get(_META)
+        streamed = meta is not None and meta.struct_value.fields.get("stream")
+        if streamed and streamed.bool_value:
             return [value_json(part.data) for part in parts]
         if parts:
             return value_json(parts[0].data)

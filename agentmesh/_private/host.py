@@ -10,8 +10,10 @@ security actor, which holds the MCP sessions) and model calls (through the model
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Iterator, Mapping
 
 import ray
 from a2a.types import Message, StreamResponse, Task
@@ -83,8 +85,25 @@ class _HostContext:
         return response
 
 
+class _Fold:
+    """An emit that folds a task's events into the task (for ``handle``)."""
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+
+    def __call__(self, event: StreamResponse) -> None:
+        if self.task is None and event.HasField("task"):
+            self.task = event.task  # the event is ours alone: no copy needed
+        else:
+            self.task = apply_event(self.task, event)
+
+
 class AgentHost:
-    """The actor body around one agent; the mesh wraps it with ``ray.remote``."""
+    """The actor body around one agent; the mesh wraps it with ``ray.remote`` as a threaded
+    actor (sync methods, ``max_concurrency``): Ray's dispatch of a sync call costs less than an
+    async actor's, and a sync skill then needs no event loop at all. Async skills, and the
+    agent's calls to other agents, tools and models, run on the host's own event loop thread.
+    """
 
     def __init__(self, agent_cls: type[Agent], *, models: Mapping[str, ActorHandle]) -> None:
         self.agent = agent_cls()
@@ -94,6 +113,10 @@ class AgentHost:
         self.router = Router(self.name, self.directory, None)
         self.tools: ToolChannelClient | None = None
         self.runner = TaskRunner(self.agent)
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(
+            target=self.loop.run_forever, name=f"agentmesh-{self.name}-loop", daemon=True
+        ).start()
         self.agent.bind(_HostContext(self))
 
     @property
@@ -116,30 +139,35 @@ class AgentHost:
         self.router.security = security
         self.tools = ToolChannelClient(tool_channel) if tool_channel else None
 
-    async def handle(self, raw: bytes) -> bytes:
-        """Serve one A2A skill-call message; answer the finished (or waiting) task, never raise."""
-        folded: Task | None = None
+    def handle(self, raw: bytes) -> bytes:
+        """Serve one A2A skill-call message; answer the finished (or waiting) task, never raise.
 
-        async def fold(event: StreamResponse) -> None:
-            nonlocal folded
-            folded = apply_event(folded, event)
+        A plain sync skill runs right here, in the Ray thread that took the call (the fast
+        path: no event loop on the way); anything else runs on the host's event loop.
+        """
+        fold = _Fold()
+        task = self.runner.begin(Message.FromString(raw), fold, progress=False)
+        if task is not None and task.inline:
+            self.runner.finish_inline(task, fold)
+        elif task is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.finish(task, fold), self.loop).result()
+        assert fold.task is not None  # a task always ends with a status event
+        return fold.task.SerializeToString()
 
-        await self.runner.run(Message.FromString(raw), fold, progress=False)
-        assert folded is not None  # run emits at least the final status
-        return folded.SerializeToString()
-
-    async def stream(self, raw: bytes) -> AsyncGenerator[bytes, None]:
+    def stream(self, raw: bytes) -> Iterator[bytes]:
         """Serve one skill-call message as a stream of serialised A2A events (a Ray streaming
-        generator). If the caller stops listening, the task is canceled."""
-        events: asyncio.Queue[StreamResponse | None] = asyncio.Queue()
-        job = asyncio.ensure_future(self.runner.run(Message.FromString(raw), events.put))
-        job.add_done_callback(lambda _: events.put_nowait(None))
+        generator). The task runs on the host's event loop; if the stream is closed early (the
+        caller canceled it), so is the task."""
+        events: queue.SimpleQueue[StreamResponse | None] = queue.SimpleQueue()
+        job = asyncio.run_coroutine_threadsafe(
+            self.runner.run(Message.FromString(raw), events.put), self.loop
+        )
+        job.add_done_callback(lambda _: events.put(None))
         try:
-            while (event := await events.get()) is not None:
+            while (event := events.get()) is not None:
                 yield event.SerializeToString()
         finally:
-            if not job.done():
-                job.cancel()
+            job.cancel()  # thread-safe; a no-op once the task is done
 
     def cancel(self, task_id: str, sender: str) -> bool:
         """Cancel ``sender``'s running or input-waiting task ``task_id``; False if none."""

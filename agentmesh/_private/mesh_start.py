@@ -24,6 +24,11 @@ __all__ = ["await_started", "load_probe", "spawn_agent"]
 
 T = TypeVar("T")
 
+#: Calls an agent's actor serves at once (each in-flight call holds one of Ray's threads,
+#: created as needed): as many as an async actor's default, so nested and parallel calls to one
+#: agent never queue behind each other.
+MAX_CONCURRENCY = 1000
+
 
 def spawn_agent(cls: type[Agent], models: Mapping[str, ActorHandle]) -> ActorHandle:
     """The actor of one agent class, asking Ray for the resources and labels it declares."""
@@ -32,6 +37,7 @@ def spawn_agent(cls: type[Agent], models: Mapping[str, ActorHandle]) -> ActorHan
         "num_cpus": res.num_cpus,
         "num_gpus": res.num_gpus,
         "name": f"agentmesh-{cls.name}-{uuid.uuid4().hex[:8]}",
+        "max_concurrency": MAX_CONCURRENCY,
     }
     if res.custom:
         options["resources"] = dict(res.custom)

@@ -7,7 +7,6 @@ request before it is delivered, and the reply before the caller sees it.
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from agentmesh.errors import (
     UserError,
 )
 from agentmesh.protocols import a2a
-from agentmesh.protocols.a2a_tasks import error_message, new_task, status_event
+from agentmesh.protocols.a2a_tasks import error_message, new_id, new_task, status_event
 from agentmesh.security import raise_for_decision
 
 __all__ = ["Peer", "Router", "await_ray", "ray_error"]
@@ -129,7 +128,7 @@ class Router:
             skill=skill,
             args=args,
             context_id=context_id,
-            task_id=task_id or uuid.uuid4().hex,
+            task_id=task_id or new_id(),
             continues=task_id is not None,
         )
         await self._vet_request(sender, agent, skill, message)
@@ -137,7 +136,8 @@ class Router:
             peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
         )
         task = Task.FromString(raw)
-        await self._vet_end(agent, sender, skill, task.id, task.status, a2a.task_text(task))
+        text = a2a.task_text(task) if self.vet else None  # None: nothing to vet
+        await self._vet_end(agent, sender, skill, task.id, task.status, text)
         return a2a.task_result(task, agent=agent), task  # raises the callee's error, typed
 
     async def stream(
@@ -158,7 +158,7 @@ class Router:
                 task exists (nothing was sent).
         """
         sender = sender or self.sender
-        task_id = message.task_id or task_id or uuid.uuid4().hex
+        task_id = message.task_id or task_id or new_id()
         if message.task_id:
             skill = self._asked_skill(agent, task_id, sender)
         else:

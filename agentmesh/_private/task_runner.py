@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from a2a.types import Message, StreamResponse, TaskState
@@ -45,13 +46,15 @@ from agentmesh.protocols.a2a_tasks import (
     error_message,
     input_message,
     json_part,
+    new_id,
     new_task,
     status_event,
 )
 
 __all__ = ["CONTEXT_ID", "Emit", "TaskRunner", "text_parameter", "validation_messages"]
 
-Emit = Callable[[StreamResponse], Awaitable[None]]
+#: Takes each event of a task, in order; called from any thread, so it must be thread-safe.
+Emit = Callable[[StreamResponse], None]
 
 #: The A2A context (one per run) of the call being served, so nested calls stay in it.
 CONTEXT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_context_id")
@@ -75,12 +78,27 @@ def text_parameter(input_schema: Mapping[str, Any]) -> str | None:
 
 @dataclass
 class _Running:
-    """A task being run: the asyncio task running it, its sender, and whether it was canceled
-    (a CancelledError is ours to report only then; otherwise the caller went away)."""
+    """A task past its checks: what it runs and for whom, and how to stop it.
 
-    job: asyncio.Task[Any] | None
+    ``stop`` interrupts it (set once an async skill is running on the event loop; a sync skill
+    cannot be interrupted). ``canceled`` marks a cancel by its sender: a CancelledError is ours
+    to report only then; otherwise the caller went away.
+    """
+
+    task_id: str
+    context_id: str
+    skill: str
+    args: dict[str, JsonValue]
     sender: str
+    started: float
+    spec: SkillSchema | None
+    stop: Callable[[], object] | None = None
     canceled: bool = False
+
+    @property
+    def inline(self) -> bool:
+        """Whether it runs best in the calling thread: a plain sync skill (no event loop)."""
+        return self.spec is not None and not self.spec.is_async and not self.spec.streams
 
 
 @dataclass
@@ -93,7 +111,8 @@ class _Waiting:
 
 
 class TaskRunner:
-    """Runs one agent's skill calls as tasks (see the module docs)."""
+    """Runs one agent's skill calls as tasks (see the module docs). Thread-safe: the host calls
+    it from Ray's threads, and async skills run on the host's event loop thread."""
 
     def __init__(
         self, agent: Agent, *, max_waiting: int = 1024, waiting_ttl_s: float = 3600.0
@@ -104,9 +123,17 @@ class TaskRunner:
         self.waiting_ttl_s = waiting_ttl_s
         self._running: dict[str, _Running] = {}
         self._waiting: dict[str, _Waiting] = {}
+        self._lock = threading.Lock()
 
     async def run(self, request: Message, emit: Emit, *, progress: bool = True) -> None:
-        """Run the call ``request`` carries as a task, emitting its events; never raises.
+        """Run the call ``request`` carries as a task, emitting its events; never raises."""
+        task = self.begin(request, emit, progress=progress)
+        if task is not None:
+            await self.finish(task, emit)
+
+    def begin(self, request: Message, emit: Emit, *, progress: bool = True) -> _Running | None:
+        """The checks before a skill runs: parse the call, resolve a continued task, emit the
+        opening events. The task to run, or None if it already ended (failed).
 
         ``progress=False`` leaves out the ``working`` update, which a caller that folds the
         events into the final task would overwrite anyway (the in-mesh fast path).
@@ -116,127 +143,155 @@ class TaskRunner:
         try:
             call = a2a.parse_skill_call(request)
         except AgentMeshError as exc:
-            task_id = request.task_id or uuid.uuid4().hex
+            task_id = request.task_id or new_id()
             if not request.task_id:
-                await emit(new_task(request, task_id, skill="", streams=False))
-            await self._fail(emit, task_id, context_id, exc, started)
-            return
-        task_id = call.task_id or uuid.uuid4().hex
+                emit(new_task(request, task_id, skill="", streams=False))
+            self._fail(emit, task_id, context_id, exc, started)
+            return None
+        task_id = call.task_id or new_id()
         skill, args, field = call.skill, call.args, None
         if call.continues:
             waiting = self._take_waiting(task_id, call.sender)
             if waiting is None:
-                await self._fail(
-                    emit, task_id, context_id, UnknownTaskError(task_id, agent=self.name), started
-                )
-                return
+                error = UnknownTaskError(task_id, agent=self.name)
+                self._fail(emit, task_id, context_id, error, started)
+                return None
             skill, args, field = waiting.skill, {**waiting.args, **call.args}, waiting.field
-        else:
-            spec = self.agent.skills.get(skill)
-            await emit(new_task(request, task_id, skill=skill, streams=bool(spec and spec.streams)))
-            if task_id in self._running or task_id in self._waiting:
-                taken = UserError(f"task id {task_id[:64]!r} is already in use at {self.name!r}")
-                await self._fail(emit, task_id, context_id, taken, started)
-                return
+        spec = self.agent.skills.get(skill)
+        if not call.continues:
+            emit(new_task(request, task_id, skill=skill, streams=bool(spec and spec.streams)))
+        task = _Running(task_id, context_id, skill, args, call.sender, started, spec)
+        with self._lock:
+            taken = task_id in self._running or task_id in self._waiting
+            if not taken:
+                self._running[task_id] = task
+        if taken:
+            in_use = UserError(f"task id {task_id[:64]!r} is already in use at {self.name!r}")
+            self._fail(emit, task_id, context_id, in_use, started)
+            return None
         if progress:
-            await emit(status_event(task_id, context_id, TaskState.TASK_STATE_WORKING))
+            emit(status_event(task_id, context_id, TaskState.TASK_STATE_WORKING))
         if call.text is not None:  # a lone text part fills one parameter
             try:
-                args = {**args, **self._text_args(skill, field, call.text)}
+                task.args = {**args, **self._text_args(skill, field, call.text)}
             except AgentMeshError as exc:
-                await self._fail(emit, task_id, context_id, exc, started)
-                return
-        running = _Running(asyncio.current_task(), call.sender)
-        self._running[task_id] = running
-        error: BaseException | None = None
+                self._forget(task)
+                self._fail(emit, task_id, context_id, exc, started)
+                return None
+        return task
+
+    def finish_inline(self, task: _Running, emit: Emit) -> None:
+        """Run a sync, non-streaming skill (``task.inline``) in this thread, then end the task."""
+        error: Exception | None = None
         try:
-            await self._execute(skill, args, task_id, context_id, emit)
-        except asyncio.CancelledError:
-            if not running.canceled:  # the caller itself went away: not ours to report
-                raise
-            if running.job is not None:
-                running.job.uncancel()
+            if not task.canceled:
+                method, kwargs = self._prepare(task)
+                self._emit_value(task, method(**kwargs), emit)
         except Exception as exc:
             error = exc
         finally:
-            self._running.pop(task_id, None)
-        timing = (started, time.time())
-        if running.canceled:
-            await emit(
-                status_event(task_id, context_id, TaskState.TASK_STATE_CANCELED, timing=timing)
-            )
-            return
-        if error is None:
-            await emit(
-                status_event(task_id, context_id, TaskState.TASK_STATE_COMPLETED, timing=timing)
-            )
-        elif isinstance(error, InputRequired):
-            error.agent, error.skill, error.task_id = self.name, skill, task_id
-            self._park(task_id, _Waiting(skill, args, call.sender, error.field, time.monotonic()))
-            question = input_message(context_id, task_id, error)
-            await emit(
-                status_event(
-                    task_id,
-                    context_id,
-                    TaskState.TASK_STATE_INPUT_REQUIRED,
-                    message=question,
-                    timing=timing,
-                )
-            )
-        else:
-            if not isinstance(error, AgentMeshError):
-                error = SkillFailedError(self.name, skill, type(error).__name__, str(error))
-            await self._fail(emit, task_id, context_id, error, started)
+            self._forget(task)
+        self._end(task, error, emit)
+
+    async def finish(self, task: _Running, emit: Emit) -> None:
+        """Run any skill on the current event loop, then end the task; never raises (but for
+        the CancelledError of a caller that went away)."""
+        job = asyncio.current_task()
+        if job is not None:
+            task.stop = partial(asyncio.get_running_loop().call_soon_threadsafe, job.cancel)
+        error: Exception | None = None
+        try:
+            if not task.canceled:
+                await self._execute(task, emit)
+        except asyncio.CancelledError:
+            if not task.canceled:  # the caller itself went away: not ours to report
+                raise
+            if job is not None:
+                job.uncancel()
+        except Exception as exc:
+            error = exc
+        finally:
+            self._forget(task)
+        self._end(task, error, emit)
 
     def cancel(self, task_id: str, sender: str) -> bool:
         """Cancel ``sender``'s running or waiting task; False if it has none of that id."""
-        running = self._running.get(task_id)
-        if running is not None and running.sender == sender and not running.canceled:
-            running.canceled = True
-            if running.job is not None:
-                running.job.cancel()
-            return True
-        waiting = self._waiting.get(task_id)
-        if waiting is not None and waiting.sender == sender:
-            del self._waiting[task_id]
-            return True
+        with self._lock:
+            running = self._running.get(task_id)
+            if running is not None and running.sender == sender and not running.canceled:
+                running.canceled = True
+                if running.stop is not None:
+                    running.stop()
+                return True
+            waiting = self._waiting.get(task_id)
+            if waiting is not None and waiting.sender == sender:
+                del self._waiting[task_id]
+                return True
         return False
 
     # --- internals ---------------------------------------------------------------------------
 
-    async def _execute(
-        self,
-        skill: str,
-        args: dict[str, JsonValue],
-        task_id: str,
-        context_id: str,
-        emit: Emit,
-    ) -> None:
-        CONTEXT_ID.set(context_id)
-        spec = self.agent.skills.get(skill)
+    def _prepare(self, task: _Running) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The skill's bound method and its validated arguments."""
+        CONTEXT_ID.set(task.context_id)
+        spec = task.spec
         if spec is None:
-            raise UnknownSkillError(self.name, skill, known=list(self.agent.skills))
+            raise UnknownSkillError(self.name, task.skill, known=list(self.agent.skills))
         try:
-            inputs = spec.input_model.model_validate(args)
+            inputs = spec.input_model.model_validate(task.args)
         except ValidationError as exc:
-            raise SkillInputError(self.name, skill, validation_messages(exc)) from None
+            raise SkillInputError(self.name, task.skill, validation_messages(exc)) from None
         kwargs = {name: getattr(inputs, name) for name in spec.param_names}
-        method = getattr(self.agent, spec.attr)
-        artifact_id = uuid.uuid4().hex
-        if spec.streams:
-            sent = 0
-            async for item in _items(method(**kwargs), spec.is_async):
-                part = json_part(self._output(spec, item, item=True))
-                await emit(
-                    artifact_event(task_id, context_id, artifact_id, [part], append=sent > 0)
-                )
-                sent += 1
+        return getattr(self.agent, spec.attr), kwargs
+
+    async def _execute(self, task: _Running, emit: Emit) -> None:
+        method, kwargs = self._prepare(task)
+        spec = task.spec
+        assert spec is not None  # _prepare checked
+        if not spec.streams:
+            value = (
+                await method(**kwargs)
+                if spec.is_async
+                else await asyncio.to_thread(method, **kwargs)
+            )
+            self._emit_value(task, value, emit)
             return
-        value = (
-            await method(**kwargs) if spec.is_async else await asyncio.to_thread(method, **kwargs)
-        )
-        part = json_part(self._output(spec, value, item=False))
-        await emit(artifact_event(task_id, context_id, artifact_id, [part], append=False))
+        artifact_id, sent = new_id(), 0
+        async for item in _items(method(**kwargs), spec.is_async):
+            part = json_part(self._output(spec, item, item=True))
+            emit(
+                artifact_event(task.task_id, task.context_id, artifact_id, [part], append=sent > 0)
+            )
+            sent += 1
+
+    def _emit_value(self, task: _Running, value: Any, emit: Emit) -> None:
+        assert task.spec is not None
+        part = json_part(self._output(task.spec, value, item=False))
+        emit(artifact_event(task.task_id, task.context_id, new_id(), [part], append=False))
+
+    def _forget(self, task: _Running) -> None:
+        with self._lock:
+            self._running.pop(task.task_id, None)
+
+    def _end(self, task: _Running, error: Exception | None, emit: Emit) -> None:
+        """The task's final event: canceled, completed, input-required or failed."""
+        task_id, context_id = task.task_id, task.context_id
+        timing = (task.started, time.time())
+        if task.canceled:
+            emit(status_event(task_id, context_id, TaskState.TASK_STATE_CANCELED, timing=timing))
+        elif error is None:
+            emit(status_event(task_id, context_id, TaskState.TASK_STATE_COMPLETED, timing=timing))
+        elif isinstance(error, InputRequired):
+            error.agent, error.skill, error.task_id = self.name, task.skill, task_id
+            waiting = _Waiting(task.skill, task.args, task.sender, error.field, time.monotonic())
+            self._park(task_id, waiting)
+            question = input_message(context_id, task_id, error)
+            state = TaskState.TASK_STATE_INPUT_REQUIRED
+            emit(status_event(task_id, context_id, state, message=question, timing=timing))
+        else:
+            if not isinstance(error, AgentMeshError):
+                error = SkillFailedError(self.name, task.skill, type(error).__name__, str(error))
+            self._fail(emit, task_id, context_id, error, task.started)
 
     def _output(self, spec: SkillSchema, value: Any, *, item: bool) -> JsonValue:
         adapter = spec.item_adapter if item and spec.item_adapter else spec.output_adapter
@@ -257,12 +312,13 @@ class TaskRunner:
             raise SkillInputError(self.name, spec.name, [problem])
         return {param: text}
 
-    async def _fail(
-        self, emit: Emit, task_id: str, context_id: str, error: AgentMeshError, started: float
+    @staticmethod
+    def _fail(
+        emit: Emit, task_id: str, context_id: str, error: AgentMeshError, started: float
     ) -> None:
         timing = (started, time.time())
         message = error_message(context_id, task_id, error)
-        await emit(
+        emit(
             status_event(
                 task_id, context_id, TaskState.TASK_STATE_FAILED, message=message, timing=timing
             )
@@ -270,17 +326,19 @@ class TaskRunner:
 
     def _park(self, task_id: str, waiting: _Waiting) -> None:
         now = time.monotonic()
-        for old in [t for t, w in self._waiting.items() if now - w.since > self.waiting_ttl_s]:
-            del self._waiting[old]
-        while len(self._waiting) >= self.max_waiting:  # oldest first (insertion order)
-            del self._waiting[next(iter(self._waiting))]
-        self._waiting[task_id] = waiting
+        with self._lock:
+            for old in [t for t, w in self._waiting.items() if now - w.since > self.waiting_ttl_s]:
+                del self._waiting[old]
+            while len(self._waiting) >= self.max_waiting:  # oldest first (insertion order)
+                del self._waiting[next(iter(self._waiting))]
+            self._waiting[task_id] = waiting
 
     def _take_waiting(self, task_id: str, sender: str) -> _Waiting | None:
-        waiting = self._waiting.get(task_id)
-        if waiting is None or waiting.sender != sender:
-            return None
-        del self._waiting[task_id]
+        with self._lock:
+            waiting = self._waiting.get(task_id)
+            if waiting is None or waiting.sender != sender:
+                return None
+            del self._waiting[task_id]
         if time.monotonic() - waiting.since > self.waiting_ttl_s:
             return None
         return waiting
