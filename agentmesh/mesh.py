@@ -28,7 +28,7 @@ from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
 from agentmesh._private.model_service import launch_model_service
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.remote_host import spawn_remote_host
-from agentmesh._private.router import Peer, Router, await_ray
+from agentmesh._private.router import Peer, Router, await_ray, pool_member
 from agentmesh._private.security_actor import SecurityActor
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
@@ -79,6 +79,10 @@ class Mesh:
         tool_limits: size bounds and timeout of every tool call.
         remote_agents: A2A agents elsewhere, joined as mesh members through proxy actors
             once their (signed) cards are fetched and verified.
+        security_pool: security actors per node. Each agent, and each user principal, is
+            vetted by one of them (a stable hash of its name), so vetting spreads over cores
+            while per-principal limits stay in one place; each member holds its own MCP
+            sessions.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Mesh:
         start_timeout_s: float = 120.0,
         tool_limits: ToolLimits | None = None,
         remote_agents: Sequence[RemoteAgent] = (),
+        security_pool: int = 1,
     ) -> None:
         if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
             raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
@@ -126,11 +131,14 @@ class Mesh:
         if limits.pins_path is None:  # resolved here: actors may run in another directory
             limits = limits.model_copy(update={"pins_path": str(default_pins_path().resolve())})
         self.tool_limits = limits
+        if not isinstance(security_pool, int) or security_pool < 1:
+            raise ConfigError(f"security_pool is a whole number >= 1, not {security_pool!r}")
+        self.security_pool = security_pool
         self._started_ray = False
-        # One security actor per node that hosts agents (and the driver's): each holds the
-        # MCP sessions its node's agents share and vets their messages.
-        self._security: dict[str, ActorHandle] = {}
-        self._channels: dict[str, str | None] = {}  # node -> its tool socket
+        # ``security_pool`` security actors per node that hosts agents (and the driver's),
+        # keyed (node, member): each holds its own MCP sessions and vets its principals.
+        self._security: dict[tuple[str, int], ActorHandle] = {}
+        self._channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
         self._models: dict[str, ActorHandle] = {}
         self._agents: dict[str, ActorHandle] = {}
         self._cards: dict[str, AgentCard] = {}
@@ -199,33 +207,44 @@ class Mesh:
         )
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self._security_on(node)
+        guards = [
+            (node, pool_member(n, self.security_pool))
+            for n, node in zip(self._agents, nodes, strict=True)
+        ]
         await asyncio.gather(
             *(
                 await_ray(
-                    h.join.remote(directory, self._security[node], self._channels[node]), what=n
+                    h.join.remote(directory, self._security[guard], self._channels[guard]), what=n
                 )
-                for (n, h), node in zip(self._agents.items(), nodes, strict=True)
+                for (n, h), guard in zip(self._agents.items(), guards, strict=True)
             )
         )
-        self._router = Router(USER, directory, self._security[driver_node])
+        pool = [self._security[(driver_node, i)] for i in range(self.security_pool)]
+        self._router = Router(USER, directory, pool[0], pool=pool)
 
     async def _security_on(self, node: str) -> None:
-        """Start the security actor of ``node`` (once), with its own MCP sessions."""
-        if node in self._security:
+        """Start the security actors of ``node`` (once), each with its own MCP sessions."""
+        if (node, 0) in self._security:
             return
         actor_cls = ray.remote(num_cpus=0)(SecurityActor).options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
         )
-        actor = cast(
-            ActorHandle,
-            actor_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
+        for member in range(self.security_pool):
+            actor = cast(
+                ActorHandle,
+                actor_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
+            )
+            self._security[(node, member)] = actor
+        members = range(self.security_pool)
+        started: list[tuple[list[ToolInfo], str | None]] = await asyncio.gather(
+            *(
+                await_ray(self._security[(node, m)].start_tools.remote(), what="security actor")
+                for m in members
+            )
         )
-        self._security[node] = actor
-        started: tuple[list[ToolInfo], str | None] = await await_ray(
-            actor.start_tools.remote(), what="security actor"
-        )
-        self._tools = self._tools or started[0]
-        self._channels[node] = started[1]
+        self._tools = self._tools or started[0][0]
+        for member, (_tools, channel) in zip(members, started, strict=True):
+            self._channels[(node, member)] = channel
 
     def _check_declared_tools(self) -> None:
         offered = [t.qualified_name for t in self._tools]

@@ -7,8 +7,9 @@ request before it is delivered, and the reply before the caller sees it.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import error_message, new_id, new_task, status_event
 from agentmesh.security import raise_for_decision
 
-__all__ = ["Peer", "Router", "await_ray", "ray_error"]
+__all__ = ["Peer", "Router", "await_ray", "pool_member", "ray_error"]
 
 T = TypeVar("T")
 
@@ -79,12 +80,15 @@ class Router:
         directory: Mapping[str, Peer],
         security: ActorHandle | None,
         *,
+        pool: Sequence[ActorHandle] = (),
         vet: bool = True,
         max_waiting: int = 1024,
     ) -> None:
         self.sender = sender
         self.directory = directory
         self.security = security
+        # A security actor pool: each sender's traffic goes to one member (see ``guard``).
+        self.pool = list(pool)
         # Only bench/hop.py turns vetting off, to measure the transport alone.
         self.vet = vet
         self.max_waiting = max_waiting
@@ -210,7 +214,7 @@ class Router:
     # --- internals ---------------------------------------------------------------------------
 
     def _check_security(self) -> None:
-        if self.security is None and self.vet:
+        if self.security is None and not self.pool and self.vet:
             raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
 
     def _sole_skill(self, agent: str) -> str:
@@ -219,19 +223,28 @@ class Router:
             raise UserError(f"name the skill of {agent!r} in the message metadata ('skill')")
         return next(iter(peer.skills))
 
+    def guard(self, sender: str) -> ActorHandle | None:
+        """The security actor that vets ``sender``'s traffic: one pool member per sender,
+        chosen by a stable hash, so the per-sender state the policy keeps (rate limits,
+        budgets, circuit breakers) lives in one place."""
+        if self.pool:
+            return self.pool[pool_member(sender, len(self.pool))]
+        return self.security
+
     async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
-        if self.security is not None and self.vet:
+        guard = self.guard(sender)
+        if guard is not None and self.vet:
             decision: Any = await await_ray(
-                self.security.vet_message.remote(sender, agent, skill, a2a.message_text(message)),
+                guard.vet_message.remote(sender, agent, skill, a2a.message_text(message)),
                 what="security actor",
             )
             raise_for_decision(decision)
 
     async def _vet_reply(self, agent: str, sender: str, skill: str, text: str) -> None:
-        if self.security is not None and self.vet:
+        guard = self.guard(sender)
+        if guard is not None and self.vet:
             reply: Any = await await_ray(
-                self.security.vet_reply.remote(agent, sender, skill, text),
-                what="security actor",
+                guard.vet_reply.remote(agent, sender, skill, text), what="security actor"
             )
             raise_for_decision(reply)
 
@@ -272,6 +285,12 @@ class Router:
                 raise
             return False
         return done
+
+
+def pool_member(principal: str, size: int) -> int:
+    """The index of the security pool member that vets ``principal`` (stable across processes,
+    unlike ``hash``)."""
+    return zlib.crc32(principal.encode()) % size
 
 
 def _failed(task_id: str, context_id: str, error: AgentMeshError) -> StreamResponse:
