@@ -17,6 +17,8 @@ from agentmesh.errors import (
     AgentDefinitionError,
     AgentMeshError,
     AgentUnavailableError,
+    ApprovalDenied,
+    ApprovalRequired,
     CardVerificationError,
     ConfigError,
     ContentQuarantined,
@@ -54,6 +56,16 @@ from agentmesh.errors import (
     UserError,
 )
 from agentmesh.executor import ErrorInfo, NodeRecord, NodeStatus, RunResult
+from agentmesh.grants import (
+    Effect,
+    Equals,
+    Matches,
+    OneOf,
+    ToolGrant,
+    ToolLabel,
+    UntrustedArguments,
+    check_tool_call,
+)
 from agentmesh.inference import (
     GenerateRequest,
     GenerateResponse,
@@ -72,6 +84,7 @@ from agentmesh.mcp_server import build_mcp_server, serve_mcp
 from agentmesh.mesh import USER, Mesh
 from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, TemplatePlanner
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
+from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
 from agentmesh.security import (
     Decision,
@@ -93,10 +106,14 @@ __all__ = [
     "AgentDefinitionError",
     "AgentMeshError",
     "AgentUnavailableError",
+    "ApprovalDenied",
+    "ApprovalRequired",
     "CardVerificationError",
     "ConfigError",
     "ContentQuarantined",
     "Decision",
+    "Effect",
+    "Equals",
     "ErrorInfo",
     "Finding",
     "GatewayAuth",
@@ -105,7 +122,9 @@ __all__ = [
     "GenerateResponse",
     "HttpServer",
     "InputRequired",
+    "Label",
     "LlamaCppModel",
+    "Matches",
     "McpServerConfig",
     "Mesh",
     "MessageBlocked",
@@ -117,6 +136,7 @@ __all__ = [
     "ModelSpec",
     "NodeRecord",
     "NodeStatus",
+    "OneOf",
     "PlacementError",
     "Plan",
     "PlanStep",
@@ -152,7 +172,9 @@ __all__ = [
     "ToolCallBlocked",
     "ToolCallError",
     "ToolError",
+    "ToolGrant",
     "ToolInfo",
+    "ToolLabel",
     "ToolLimits",
     "ToolNotApprovedError",
     "ToolResult",
@@ -161,16 +183,19 @@ __all__ = [
     "ToolServerStartError",
     "ToolSpec",
     "ToolTimeoutError",
+    "Trust",
     "UnknownAgentError",
     "UnknownModelError",
     "UnknownSkillError",
     "UnknownTaskError",
     "UnknownToolError",
+    "UntrustedArguments",
     "UserError",
     "Verdict",
     "__version__",
     "build_a2a_app",
     "build_mcp_server",
+    "check_tool_call",
     "default_model_path",
     "load_policy",
     "serve_mcp",

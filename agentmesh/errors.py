@@ -20,6 +20,8 @@ __all__ = [
     "AgentDefinitionError",
     "AgentMeshError",
     "AgentUnavailableError",
+    "ApprovalDenied",
+    "ApprovalRequired",
     "CardVerificationError",
     "ConfigError",
     "ContentQuarantined",
@@ -342,6 +344,27 @@ class MessageBlocked(SecurityDenied):
 
 class ToolCallBlocked(SecurityDenied):
     """The policy does not grant this tool to the calling agent."""
+
+
+class ApprovalRequired(ToolCallBlocked):
+    """A side-effecting call on untrusted data needs a human's yes first (its tool label says
+    ``untrusted_arguments: approve``). Left uncaught in a skill, it pauses the task
+    ``input-required``; ``Mesh.resume(agent, task_id, approve=True)`` runs the skill again with
+    that one exact call (``tool`` and its arguments, keyed by ``key``) approved once."""
+
+    def __init__(self, message: str, *, decision: Any, tool: str, key: str) -> None:
+        super().__init__(message, decision=decision)
+        self.tool = tool
+        self.key = key
+        self.arguments: dict[str, Any] | None = None  # filled in by the agent's host
+
+
+class ApprovalDenied(ToolCallBlocked):
+    """The human answered no to a call that needed approval: the task fails with this."""
+
+    def __init__(self, message: str, *, tool: str, decision: Any = None) -> None:
+        super().__init__(message, decision=decision)
+        self.tool = tool
 
 
 class ContentQuarantined(SecurityDenied):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, JsonValue
 from agentmesh.errors import RunError, RunFailedError, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
+from agentmesh.provenance import Label, join_all, task_label
 
 __all__ = ["ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
 
@@ -54,6 +55,8 @@ class NodeRecord(BaseModel):
     task_id: str | None = None
     output: JsonValue = None
     error: ErrorInfo | None = None
+    label: Label | None = None
+    """The provenance of ``output`` (untrusted if the node read untrusted data)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -106,6 +109,7 @@ async def execute(
     run_id = run_id or uuid.uuid4().hex
     records = {s.id: NodeRecord(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps}
     outputs: dict[str, JsonValue] = {}
+    labels: dict[str, Label] = {}
     started = time.time()
 
     async def run_node(step: PlanStep) -> None:
@@ -117,7 +121,12 @@ async def execute(
             try:
                 args = dict(step.args)
                 args.update({p: _resolve(ref, outputs) for p, ref in step.inputs.items()})
-                output, task = await send(step.agent, step.skill, args, context_id=run_id)
+                # upstream results keep their labels: the node's input is as trusted as they are
+                label = join_all([labels[s] for s in sorted(step.upstream())])
+                label = Label.user().join(label) if label is not None else None
+                output, task = await send(
+                    step.agent, step.skill, args, context_id=run_id, label=label, grant=step.tools
+                )
             except Exception as exc:  # recorded on the node, never lost with the task
                 record.ended_at = time.time()
                 record.error = ErrorInfo(type=type(exc).__name__, message=str(exc))
@@ -131,8 +140,10 @@ async def execute(
             record.task_id = task.id
             record.output = output
             record.error = None
+            record.label = task_label(task) or Label.unknown(f"agent:{step.agent}")
             record.status = NodeStatus.SUCCEEDED
             outputs[step.id] = output
+            labels[step.id] = record.label
             return
 
     pending: dict[asyncio.Task[None], str] = {}

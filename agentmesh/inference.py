@@ -19,6 +19,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, model_validator
 
 from agentmesh.errors import ModelError, ModelNotFoundError, ScriptExhaustedError
+from agentmesh.provenance import Label
 
 __all__ = [
     "GenerateRequest",
@@ -97,6 +98,8 @@ class GenerateResponse(BaseModel):
     duration_s: float
     # "stop" (natural end or stop string), "length" (hit max_tokens) or "tool_calls".
     finish_reason: str
+    label: Label | None = None
+    """Inside a mesh: the provenance of the output, that of everything the task had read."""
 
 
 class ModelInfo(BaseModel):

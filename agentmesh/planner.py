@@ -17,6 +17,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from agentmesh.errors import PlanningError, PlanValidationError
+from agentmesh.grants import ToolGrant
 from agentmesh.inference import GenerateRequest, GenerateResponse
 
 __all__ = [
@@ -37,6 +38,7 @@ class PlanStep(BaseModel):
 
     ``inputs`` maps a skill parameter to the id of the step whose result feeds it, optionally
     with a path into that result: ``{"notes": "gather"}`` or ``{"title": "draft.title"}``.
+    ``tools`` locks the node to the tool calls the goal needs (see :mod:`agentmesh.grants`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +49,9 @@ class PlanStep(BaseModel):
     args: dict[str, JsonValue] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict)
     description: str = ""
+    tools: list[ToolGrant] | None = None
+    """The tools this node may call, with argument constraints where the goal fixes them
+    (plan-locked least privilege); None: not plan-locked (only the policy's grants apply)."""
 
     def upstream(self) -> set[str]:
         return {ref.split(".", 1)[0] for ref in self.inputs.values()}

@@ -14,17 +14,26 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Collection, Sequence
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from agentmesh._private import policy_io
+from agentmesh._private import grants, policy_io
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
 from agentmesh._private.sandbox import check_path
 from agentmesh._private.scanner import Finding
-from agentmesh.errors import ContentQuarantined, MessageBlocked, PolicyError, ToolCallBlocked
+from agentmesh.errors import (
+    ApprovalRequired,
+    ContentQuarantined,
+    MessageBlocked,
+    PolicyError,
+    ToolCallBlocked,
+)
+from agentmesh.grants import ToolGrant, ToolLabel
+from agentmesh.provenance import Label
 
 __all__ = [
     "Decision",
@@ -54,10 +63,8 @@ class Verdict(StrEnum):
 
 Glob = Annotated[str, AfterValidator(policy_io.check_glob)]
 Globs = Annotated[list[Glob], BeforeValidator(policy_io.listify), Field(min_length=1)]
-ToolGlobs = Annotated[
-    list[Annotated[str, AfterValidator(policy_io.check_tool_glob)]],
-    BeforeValidator(policy_io.listify),
-]
+ToolGlob = Annotated[str, AfterValidator(policy_io.check_tool_glob)]
+ToolGlobs = Annotated[list[ToolGlob], BeforeValidator(policy_io.listify)]
 
 
 class _Strict(BaseModel):
@@ -125,6 +132,9 @@ class Policy(_Strict):
     scanning: Annotated[ScanPolicy, policy_io.none_to(ScanPolicy)] = ScanPolicy()
     sandbox: Annotated[dict[Glob, SandboxGrant], policy_io.none_to(dict)] = {}
     """Server-name glob -> what those stdio MCP servers' sandboxes may have in addition."""
+    tool_labels: Annotated[dict[ToolGlob, ToolLabel], policy_io.none_to(dict)] = {}
+    """Tool glob -> what the tools do (see :mod:`agentmesh.grants`); unlabelled tools are
+    side-effecting with every argument sensitive. An exact name wins over a glob."""
 
     def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
         """Index of the first message rule allowing this call, or None."""
@@ -234,9 +244,23 @@ class SecurityMonitor:
         judgement = screen(gate, content, self._policy, "on_reply")
         return self._record("reply", replier, f"{replier}.{skill}", content, judgement)
 
-    def vet_tool_call(self, agent: str, tool: str, arguments: str) -> Decision:
-        """A tool call: the grant first, then the scanner over the arguments (exfiltration)."""
+    def vet_tool_call(
+        self,
+        agent: str,
+        tool: str,
+        arguments: str,
+        *,
+        grant: Sequence[ToolGrant] | None = None,
+        label: Label | None = None,
+        approvals: Collection[str] = (),
+    ) -> Decision:
+        """A tool call: the policy's grant, the plan node's ``grant`` (None: not plan-locked)
+        and the task's provenance ``label`` (None: trusted), then the scanner over the
+        arguments (exfiltration). ``approvals`` holds the exact calls a human approved."""
         gate = gate_tool(self._policy, agent, tool)
+        gate = grants.gate_call(
+            self._policy, gate, tool, arguments, grant=grant, label=label, approvals=approvals
+        )
         judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
         return self._record("tool_call", agent, tool, arguments, judgement)
 
@@ -317,6 +341,9 @@ def raise_for_decision(decision: Decision) -> None:
             decision=decision,
         )
     text = f"{what} blocked ({decision.rule}): {decision.reason}"
+    if decision.rule == grants.APPROVAL_RULE:
+        key = grants.approval_key(decision.target, decision.content_sha256)
+        raise ApprovalRequired(text, decision=decision, tool=decision.target, key=key)
     if decision.kind in ("message", "reply"):
         raise MessageBlocked(text, decision=decision)
     raise ToolCallBlocked(text, decision=decision)

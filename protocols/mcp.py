@@ -29,6 +29,7 @@ from pydantic import (
 from agentmesh._private.mcp_connection import ServerConnection
 from agentmesh._private.sandbox import check_path, check_sandbox_available
 from agentmesh.errors import ConfigError, ToolError, ToolServerStartError, UnknownToolError
+from agentmesh.provenance import Label
 
 __all__ = [
     "HttpServer",
@@ -161,6 +162,8 @@ class ToolResult(BaseModel):
     structured: JsonValue | None = None
     """The server's ``structured_content``, when it sent one."""
     duration_s: float
+    label: Label | None = None
+    """Its provenance, set by the mesh's tool gateway (untrusted unless the policy says so)."""
 
 
 def _tool_info(server: str, tool: mcp_types.Tool) -> ToolInfo:

@@ -23,6 +23,8 @@ from .mesh_agents import (
     Tasker,
     Tooler,
 )
+from .office import OFFICE, Assistant, Clerk
+from .office import POLICY as OFFICE_POLICY
 
 # Logical CPUs for Ray's accounting; the machine has 2 cores. The llama model service asks for 1.
 TEST_NUM_CPUS = 4
@@ -64,4 +66,14 @@ async def mesh(ray_session: None) -> AsyncIterator[Mesh]:
     }
     agents = [Echo, Left, Right, Tooler, Joiner, Tasker]
     async with Mesh(agents, tools=[DOCS, FLAKY], models=models, policy=POLICY) as m:
+        yield m
+
+
+@pytest.fixture(scope="session")
+async def office_mesh(ray_session: None) -> AsyncIterator[Mesh]:
+    """The office mesh of the provenance and grant tests (tests/office.py); its server's effect
+    log lives for the session, so tests look for their own unique values in it."""
+    models = {"scripted": ScriptedModel(["one", "two", "three", "four"])}
+    agents = [Assistant, Clerk]
+    async with Mesh(agents, tools=[OFFICE], models=models, policy=OFFICE_POLICY) as m:
         yield m

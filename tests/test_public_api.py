@@ -8,6 +8,18 @@ import agentmesh.errors
 
 PUBLIC = {
     "USER",
+    "ApprovalDenied",
+    "ApprovalRequired",
+    "Effect",
+    "Equals",
+    "Matches",
+    "OneOf",
+    "ToolGrant",
+    "ToolLabel",
+    "UntrustedArguments",
+    "check_tool_call",
+    "Label",
+    "Trust",
     "Agent",
     "AgentContext",
     "AgentDefinitionError",

@@ -14,21 +14,25 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import ray
 from a2a.types import Message, StreamResponse, Task
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 
+from agentmesh._private.grants import call_key, canonical
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.task_runner import CONTEXT_ID, TaskRunner
+from agentmesh._private.task_scope import SCOPE
 from agentmesh._private.tool_channel import ToolChannelClient
 from agentmesh.agent import Agent
-from agentmesh.errors import AgentMeshError, UnknownModelError
+from agentmesh.errors import AgentMeshError, ApprovalRequired, UnknownModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import ToolInfo, ToolResult
+from agentmesh.provenance import Label, task_label
 
 __all__ = ["AgentHost"]
 
@@ -41,16 +45,43 @@ class _HostContext:
 
     async def call(self, agent: str, skill: str, args: dict[str, JsonValue]) -> JsonValue:
         context_id = CONTEXT_ID.get(uuid.uuid4().hex)
-        result, _task = await self._host.router.send(agent, skill, args, context_id=context_id)
+        scope = SCOPE.get(None)  # the call carries the task's label and (unwidened) grant
+        result, task = await self._host.router.send(
+            agent,
+            skill,
+            args,
+            context_id=context_id,
+            label=scope.label if scope else None,
+            grant=scope.grant if scope else None,
+        )
+        if scope is not None:
+            scope.absorb(task_label(task) or Label.unknown(f"agent:{agent}"))
         return result
 
     async def use_tool(self, tool: str, args: dict[str, JsonValue]) -> ToolResult:
-        if self._host.tools is not None:  # the node-local socket: same checks, no Ray hop
-            return await self._host.tools.call(self._host.name, tool, args)
-        result: ToolResult = await await_ray(
-            self._host.security.call_tool.remote(self._host.name, tool, args),
-            what="security actor",
-        )
+        scope = SCOPE.get(None)
+        extras: dict[str, Any] = {}
+        key = call_key(tool, canonical(args))
+        if scope is not None:
+            replayed = scope.replay(key)  # a resumed task does not repeat what it did
+            if replayed is not None:
+                scope.absorb(replayed.label or Label.tool(tool))
+                return replayed
+            extras = scope.tool_extras(key)
+        try:
+            if self._host.tools is not None:  # the node-local socket: same checks, no Ray hop
+                result = await self._host.tools.call(self._host.name, tool, args, **extras)
+            else:
+                result = await await_ray(
+                    self._host.security.call_tool.remote(self._host.name, tool, args, **extras),
+                    what="security actor",
+                )
+        except ApprovalRequired as exc:
+            exc.arguments = dict(args)  # for the question the task puts to the user
+            raise
+        if scope is not None:
+            scope.absorb(result.label or Label.tool(tool))
+            scope.record(key, result)
         return result
 
     async def list_tools(self) -> list[ToolInfo]:
@@ -82,6 +113,8 @@ class _HostContext:
         response: GenerateResponse = await await_ray(
             handle.generate.remote(request), what=f"model {name!r}"
         )
+        scope = SCOPE.get(None)  # a model's output is as trusted as what the task has read
+        response.label = scope.label if scope is not None else None
         return response
 
 

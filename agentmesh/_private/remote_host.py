@@ -42,6 +42,7 @@ from agentmesh.errors import (
 )
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import FINAL_STATES, apply_event, events_of
+from agentmesh.provenance import Label, set_part_label
 from agentmesh.remote import BINDINGS, RemoteAgent, fetch_card, mesh_name
 
 __all__ = ["RemoteAgentHost", "spawn_remote_host"]
@@ -149,7 +150,12 @@ class RemoteAgentHost:
             # the transport's errors: connection refused, HTTP, JSON-RPC
             return self._error(f"{skill!r} failed: {type(exc).__name__}: {exc}")
 
-        return await a2a.answer_skill_call(raw, run, wrap)
+        answer = Task.FromString(await a2a.answer_skill_call(raw, run, wrap))
+        label = Label.remote(self.name)  # whatever it says comes from outside the mesh
+        for artifact in answer.artifacts:
+            for part in artifact.parts:
+                set_part_label(part, label)
+        return answer.SerializeToString()
 
     async def stream(self, raw: bytes) -> AsyncGenerator[bytes, None]:
         """The task as events (the remote task is awaited whole, then replayed)."""

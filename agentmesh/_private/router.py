@@ -18,6 +18,7 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
+from agentmesh._private.task_scope import stamp_call
 from agentmesh.errors import (
     AgentMeshError,
     AgentUnavailableError,
@@ -28,8 +29,10 @@ from agentmesh.errors import (
     UnknownTaskError,
     UserError,
 )
+from agentmesh.grants import ToolGrant
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import error_message, new_id, new_task, status_event
+from agentmesh.provenance import Label
 from agentmesh.security import raise_for_decision
 
 __all__ = ["Peer", "Router", "await_ray", "pool_member", "ray_error"]
@@ -115,10 +118,14 @@ class Router:
         context_id: str,
         sender: str | None = None,
         task_id: str | None = None,
+        label: Label | None = None,
+        grant: Sequence[ToolGrant] | None = None,
     ) -> tuple[JsonValue, Task]:
         """Call ``agent.skill``; return its result and the A2A task that carried it.
 
         With ``task_id``, answer that input-required task instead (``skill`` may be empty).
+        ``label`` is the provenance of ``args`` (None: the sender's own input) and ``grant``
+        the plan node's tools (None: not plan-locked); both ride in the message.
         Raises the callee's error typed; InputRequired when the task waits for input.
         """
         sender = sender or self.sender
@@ -135,6 +142,8 @@ class Router:
             task_id=task_id or new_id(),
             continues=task_id is not None,
         )
+        if label is not None or grant is not None:
+            stamp_call(message, label=label, grant=grant)
         await self._vet_request(sender, agent, skill, message)
         raw: bytes = await await_ray(
             peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"

@@ -16,7 +16,9 @@ from pydantic import JsonValue
 from agentmesh._private.tool_channel import ToolChannelServer
 from agentmesh._private.tool_gateway import ToolGateway
 from agentmesh.errors import UnknownToolError
+from agentmesh.grants import ToolGrant
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo, ToolResult
+from agentmesh.provenance import Label
 from agentmesh.security import Decision, Policy, QuarantineItem, SecurityMonitor
 from agentmesh.tools import ToolLimits
 
@@ -66,10 +68,21 @@ class SecurityActor:
     def tools_for(self, agent: str) -> list[ToolInfo]:
         return self.gateway.tools_for(agent) if self.gateway else []
 
-    async def call_tool(self, agent: str, tool: str, args: dict[str, JsonValue]) -> ToolResult:
+    async def call_tool(
+        self,
+        agent: str,
+        tool: str,
+        args: dict[str, JsonValue],
+        *,
+        grant: list[ToolGrant] | None = None,
+        label: Label | None = None,
+        approvals: Sequence[str] = (),
+    ) -> ToolResult:
         if self.gateway is None:
             raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
-        return await self.gateway.call(agent, tool, args)
+        return await self.gateway.call(
+            agent, tool, args, grant=grant, label=label, approvals=approvals
+        )
 
     async def close(self) -> None:
         if self.channel is not None:

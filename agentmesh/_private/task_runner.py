@@ -30,9 +30,19 @@ from a2a.types import Message, StreamResponse, TaskState
 from pydantic import JsonValue, ValidationError
 
 from agentmesh._private.schema import SkillSchema
+from agentmesh._private.task_scope import (
+    SCOPE,
+    TaskScope,
+    approval_question,
+    request_scope,
+    resumed_scope,
+    stamp_result,
+    take_approval,
+)
 from agentmesh.agent import Agent
 from agentmesh.errors import (
     AgentMeshError,
+    ApprovalRequired,
     InputRequired,
     SkillFailedError,
     SkillInputError,
@@ -92,6 +102,7 @@ class _Running:
     sender: str
     started: float
     spec: SkillSchema | None
+    scope: TaskScope | None = None
     stop: Callable[[], object] | None = None
     canceled: bool = False
 
@@ -108,6 +119,9 @@ class _Waiting:
     sender: str
     field: str | None
     since: float
+    scope: TaskScope | None = None
+    approval: str | None = None  # the key of the one call the question asks to approve
+    tool: str = ""
 
 
 class TaskRunner:
@@ -142,6 +156,7 @@ class TaskRunner:
         context_id = request.context_id
         try:
             call = a2a.parse_skill_call(request)
+            scope = request_scope(request, call.sender)
         except AgentMeshError as exc:
             task_id = request.task_id or new_id()
             if not request.task_id:
@@ -149,7 +164,7 @@ class TaskRunner:
             self._fail(emit, task_id, context_id, exc, started)
             return None
         task_id = call.task_id or new_id()
-        skill, args, field = call.skill, call.args, None
+        skill, args, field, text = call.skill, call.args, None, call.text
         if call.continues:
             waiting = self._take_waiting(task_id, call.sender)
             if waiting is None:
@@ -157,10 +172,20 @@ class TaskRunner:
                 self._fail(emit, task_id, context_id, error, started)
                 return None
             skill, args, field = waiting.skill, {**waiting.args, **call.args}, waiting.field
+            if waiting.scope is not None:
+                scope = resumed_scope(waiting.scope, request, call.sender)
+            if waiting.approval is not None:  # the answer approves one call, or ends the task
+                try:
+                    key, rest = take_approval(waiting.approval, waiting.tool, call.args, text)
+                except AgentMeshError as exc:
+                    self._fail(emit, task_id, context_id, exc, started)
+                    return None
+                args, text, field = {**waiting.args, **rest}, None, None
+                scope.approve(key)
         spec = self.agent.skills.get(skill)
         if not call.continues:
             emit(new_task(request, task_id, skill=skill, streams=bool(spec and spec.streams)))
-        task = _Running(task_id, context_id, skill, args, call.sender, started, spec)
+        task = _Running(task_id, context_id, skill, args, call.sender, started, spec, scope)
         with self._lock:
             taken = task_id in self._running or task_id in self._waiting
             if not taken:
@@ -171,9 +196,9 @@ class TaskRunner:
             return None
         if progress:
             emit(status_event(task_id, context_id, TaskState.TASK_STATE_WORKING))
-        if call.text is not None:  # a lone text part fills one parameter
+        if text is not None:  # a lone text part fills one parameter
             try:
-                task.args = {**args, **self._text_args(skill, field, call.text)}
+                task.args = {**args, **self._text_args(skill, field, text)}
             except AgentMeshError as exc:
                 self._forget(task)
                 self._fail(emit, task_id, context_id, exc, started)
@@ -234,6 +259,8 @@ class TaskRunner:
     def _prepare(self, task: _Running) -> tuple[Callable[..., Any], dict[str, Any]]:
         """The skill's bound method and its validated arguments."""
         CONTEXT_ID.set(task.context_id)
+        if task.scope is not None:
+            SCOPE.set(task.scope)
         spec = task.spec
         if spec is None:
             raise UnknownSkillError(self.name, task.skill, known=list(self.agent.skills))
@@ -258,7 +285,9 @@ class TaskRunner:
             return
         artifact_id, sent = new_id(), 0
         async for item in _items(method(**kwargs), spec.is_async):
-            part = json_part(self._output(spec, item, item=True))
+            part = stamp_result(
+                json_part(self._output(spec, item, item=True)), task.scope, self.name
+            )
             emit(
                 artifact_event(task.task_id, task.context_id, artifact_id, [part], append=sent > 0)
             )
@@ -266,7 +295,9 @@ class TaskRunner:
 
     def _emit_value(self, task: _Running, value: Any, emit: Emit) -> None:
         assert task.spec is not None
-        part = json_part(self._output(task.spec, value, item=False))
+        part = stamp_result(
+            json_part(self._output(task.spec, value, item=False)), task.scope, self.name
+        )
         emit(artifact_event(task.task_id, task.context_id, new_id(), [part], append=False))
 
     def _forget(self, task: _Running) -> None:
@@ -281,9 +312,21 @@ class TaskRunner:
             emit(status_event(task_id, context_id, TaskState.TASK_STATE_CANCELED, timing=timing))
         elif error is None:
             emit(status_event(task_id, context_id, TaskState.TASK_STATE_COMPLETED, timing=timing))
-        elif isinstance(error, InputRequired):
+        elif isinstance(error, InputRequired | ApprovalRequired):
+            approval, tool = None, ""
+            if isinstance(error, ApprovalRequired):  # asks the human: this exact call, once?
+                approval, tool, error = error.key, error.tool, approval_question(error)
             error.agent, error.skill, error.task_id = self.name, task.skill, task_id
-            waiting = _Waiting(task.skill, task.args, task.sender, error.field, time.monotonic())
+            waiting = _Waiting(
+                task.skill,
+                task.args,
+                task.sender,
+                error.field,
+                time.monotonic(),
+                task.scope,
+                approval,
+                tool,
+            )
             self._park(task_id, waiting)
             question = input_message(context_id, task_id, error)
             state = TaskState.TASK_STATE_INPUT_REQUIRED

@@ -33,7 +33,8 @@ from agentmesh.protocols.mcp import ToolResult
 __all__ = ["ToolChannelClient", "ToolChannelServer"]
 
 _HEADER = struct.Struct(">I")
-Call = Callable[[str, str, dict[str, JsonValue]], Awaitable[ToolResult]]
+#: (agent, tool, arguments, **scope): the scope is the task's grant, label and approvals.
+Call = Callable[..., Awaitable[ToolResult]]
 
 
 async def _read(reader: asyncio.StreamReader) -> Any:
@@ -69,9 +70,9 @@ class ToolChannelServer:
         self._writers.add(writer)
         try:
             while True:
-                request_id, (agent, tool, args) = await _read(reader)
+                request_id, (agent, tool, args, extras) = await _read(reader)
                 task = asyncio.create_task(
-                    self._answer(writer, lock, request_id, agent, tool, args)
+                    self._answer(writer, lock, request_id, agent, tool, args, extras)
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -89,9 +90,10 @@ class ToolChannelServer:
         agent: str,
         tool: str,
         args: dict[str, JsonValue],
+        extras: dict[str, Any],
     ) -> None:
         try:
-            reply: tuple[str, Any] = ("ok", await self._call(agent, tool, args))
+            reply: tuple[str, Any] = ("ok", await self._call(agent, tool, args, **extras))
         except AgentMeshError as exc:
             reply = ("error", exc)
         except Exception as exc:  # a bug, not a verdict: typed, with its text only
@@ -123,8 +125,11 @@ class ToolChannelClient:
         self._connecting = asyncio.Lock()
         self._sending = asyncio.Lock()
 
-    async def call(self, agent: str, tool: str, args: dict[str, JsonValue]) -> ToolResult:
-        """The tool's result, or the typed error the security actor raised."""
+    async def call(
+        self, agent: str, tool: str, args: dict[str, JsonValue], **extras: Any
+    ) -> ToolResult:
+        """The tool's result, or the typed error the security actor raised. ``extras`` are the
+        task's scope (grant, label, approvals) for the security actor."""
         writer = await self._connect()
         self._next_id += 1
         request_id = self._next_id
@@ -132,7 +137,7 @@ class ToolChannelClient:
         self._pending[request_id] = future
         try:
             async with self._sending:
-                writer.write(_frame((request_id, (agent, tool, args))))
+                writer.write(_frame((request_id, (agent, tool, args, extras))))
                 await writer.drain()
             kind, value = await future
         finally:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import jsonschema
 from pydantic import JsonValue
 
+from agentmesh._private.grants import canonical, tool_label
 from agentmesh._private.sandbox import with_policy
 from agentmesh._private.tool_vetting import PinStore, ToolAssessment
 from agentmesh.errors import (
@@ -30,7 +31,9 @@ from agentmesh.errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from agentmesh.grants import ToolGrant
 from agentmesh.protocols.mcp import McpClientPool, McpServerConfig, ToolInfo, ToolResult
+from agentmesh.provenance import Label, Trust
 from agentmesh.security import Policy, SecurityMonitor, raise_for_decision
 from agentmesh.tools import ToolLimits
 
@@ -115,15 +118,28 @@ class ToolGateway:
         self._tools = {t.qualified_name: t for t in tools}
         self._validators.clear()  # a definition may have changed
 
-    async def call(self, agent: str, tool: str, args: dict[str, JsonValue]) -> ToolResult:
-        """Run ``tool`` for ``agent`` if the policy grants it; vet what it returns."""
-        payload = json.dumps(args, sort_keys=True)
+    async def call(
+        self,
+        agent: str,
+        tool: str,
+        args: dict[str, JsonValue],
+        *,
+        grant: Sequence[ToolGrant] | None = None,
+        label: Label | None = None,
+        approvals: Collection[str] = (),
+    ) -> ToolResult:
+        """Run ``tool`` for ``agent`` if the policy and the plan node's ``grant`` allow it
+        with the task's provenance ``label``; vet what it returns and label it."""
+        payload = canonical(args)
         if len(payload.encode()) > self.limits.max_argument_bytes:
             raise ToolArgumentsError(
                 f"arguments for {tool!r} are {len(payload.encode())} bytes; the bound is "
                 f"{self.limits.max_argument_bytes}"
             )
-        raise_for_decision(self.monitor.vet_tool_call(agent, tool, payload))
+        decision = self.monitor.vet_tool_call(
+            agent, tool, payload, grant=grant, label=label, approvals=approvals
+        )
+        raise_for_decision(decision)
         await self._relist_if_stale(tool.partition(".")[0])
         info = self._tools.get(tool)
         if info is None:
@@ -150,6 +166,8 @@ class ToolGateway:
         raise_for_decision(self.monitor.vet_tool_result(agent, tool, content))
         if result.is_error:
             raise ToolCallError(f"tool {tool!r} reported an error: {result.text}")
+        trusted = tool_label(self.policy, tool).result_trust is Trust.TRUSTED
+        result.label = Label.tool(tool, trusted=trusted)
         return result
 
     def _check_arguments(self, info: ToolInfo, args: dict[str, JsonValue]) -> None:
