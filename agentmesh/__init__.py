@@ -5,6 +5,7 @@ their calls as A2A messages through a security actor, plugs MCP servers in as to
 local models, and executes planned task DAGs. Everything listed in ``__all__`` is the public API.
 """
 
+from agentmesh._private.redact import redact
 from agentmesh.a2a_gateway import (
     GatewayAuth,
     GatewayIdentity,
@@ -19,7 +20,9 @@ from agentmesh.errors import (
     AgentUnavailableError,
     ApprovalDenied,
     ApprovalRequired,
+    BudgetExhausted,
     CardVerificationError,
+    CircuitOpen,
     ConfigError,
     ContentQuarantined,
     InputRequired,
@@ -30,6 +33,7 @@ from agentmesh.errors import (
     PlanningError,
     PlanValidationError,
     PolicyError,
+    RateLimited,
     RemoteAgentError,
     RunError,
     RunFailedError,
@@ -108,7 +112,9 @@ __all__ = [
     "AgentUnavailableError",
     "ApprovalDenied",
     "ApprovalRequired",
+    "BudgetExhausted",
     "CardVerificationError",
+    "CircuitOpen",
     "ConfigError",
     "ContentQuarantined",
     "Decision",
@@ -146,6 +152,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "QuarantineItem",
+    "RateLimited",
     "RemoteAgent",
     "RemoteAgentError",
     "Resources",
@@ -198,6 +205,7 @@ __all__ = [
     "check_tool_call",
     "default_model_path",
     "load_policy",
+    "redact",
     "serve_mcp",
     "skill",
 ]

@@ -3,7 +3,8 @@
 Every message between agents, every reply, every tool call and every tool result passes a
 :class:`SecurityMonitor`. It is a plain class (the mesh wraps it in a Ray actor) so it can be
 tested, pickled and pooled: a verdict is a pure function of the policy and the input; only the
-decision log and the quarantine store are state.
+decision log, the quarantine store and the policy's limits (rate limits, budgets, circuit
+breakers: ``_private/limits.py``) are state.
 """
 
 from __future__ import annotations
@@ -14,30 +15,39 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agentmesh._private import grants, policy_io
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
+from agentmesh._private.limits import BreakerStatus, Limiter, LimitsPolicy
 from agentmesh._private.sandbox import check_path
 from agentmesh._private.scanner import Finding
 from agentmesh.errors import (
     ApprovalRequired,
+    BudgetExhausted,
+    CircuitOpen,
     ContentQuarantined,
     MessageBlocked,
     PolicyError,
+    RateLimited,
     ToolCallBlocked,
 )
 from agentmesh.grants import ToolGrant, ToolLabel
 from agentmesh.provenance import Label
 
+if TYPE_CHECKING:
+    from agentmesh.audit import AuditLog
+
 __all__ = [
+    "BreakerStatus",
     "Decision",
     "Finding",
+    "LimitsPolicy",
     "MessageRule",
     "Policy",
     "QuarantineItem",
@@ -135,6 +145,8 @@ class Policy(_Strict):
     tool_labels: Annotated[dict[ToolGlob, ToolLabel], policy_io.none_to(dict)] = {}
     """Tool glob -> what the tools do (see :mod:`agentmesh.grants`); unlabelled tools are
     side-effecting with every argument sensitive. An exact name wins over a glob."""
+    limits: Annotated[LimitsPolicy, policy_io.none_to(LimitsPolicy)] = LimitsPolicy()
+    """Rate limits, budgets and the circuit breaker (``_private/limits.py``); none by default."""
 
     def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
         """Index of the first message rule allowing this call, or None."""
@@ -208,17 +220,29 @@ class SecurityMonitor:
 
     Verdicts depend only on the policy and the input, so monitors sharing a policy agree and can
     form a pool; the log (the last ``max_decisions``) and the quarantine are per instance, and
-    quarantine ids are globally unique. Thread-safe; pickles without its lock.
+    quarantine ids are globally unique. The policy's ``limits`` keep per-principal state too
+    (``clock``: monotonic seconds, injectable for tests); a pool keeps them by routing each
+    agent to one monitor. Thread-safe; pickles without its locks.
     """
 
-    def __init__(self, policy: Policy, *, max_decisions: int = 10_000) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        max_decisions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        audit: AuditLog | None = None,
+    ) -> None:
         if max_decisions < 1:
             raise ValueError("max_decisions must be at least 1")
         self._policy = policy
+        self._limits = Limiter(policy.limits, clock=clock)
         self._log: deque[Decision] = deque(maxlen=max_decisions)
         self._quarantine: dict[str, QuarantineItem] = {}
         self._seq = 0
         self._lock = threading.Lock()
+        # every decision also goes to this tamper-evident log (redacted), in seq order
+        self._audit = audit
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -235,6 +259,7 @@ class SecurityMonitor:
     def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
         """A skill call: the message rules first (whatever the content), then the scanner."""
         gate = gate_message(self._policy, sender, recipient, skill)
+        gate = self._limits.admit(gate, sender, target=f"{recipient}.{skill}", tool=False)
         judgement = screen(gate, content, self._policy, "on_message")
         return self._record("message", sender, f"{recipient}.{skill}", content, judgement)
 
@@ -255,12 +280,16 @@ class SecurityMonitor:
         approvals: Collection[str] = (),
     ) -> Decision:
         """A tool call: the policy's grant, the plan node's ``grant`` (None: not plan-locked)
-        and the task's provenance ``label`` (None: trusted), then the scanner over the
-        arguments (exfiltration). ``approvals`` holds the exact calls a human approved."""
+        and the task's provenance ``label`` (None: trusted), then the limits, then the scanner
+        over the arguments (exfiltration). ``approvals`` holds the exact calls a human
+        approved. A refusal of the grants counts against the circuit breaker; a call waiting
+        for a human's approval does not."""
         gate = gate_tool(self._policy, agent, tool)
         gate = grants.gate_call(
             self._policy, gate, tool, arguments, grant=grant, label=label, approvals=approvals
         )
+        if gate.rule != grants.APPROVAL_RULE:
+            gate = self._limits.admit(gate, agent, target=tool, tool=True)
         judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
         return self._record("tool_call", agent, tool, arguments, judgement)
 
@@ -269,6 +298,14 @@ class SecurityMonitor:
         gate = Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
         judgement = screen(gate, content, self._policy, "on_tool_result")
         return self._record("tool_result", agent, tool, content, judgement)
+
+    def reset_breaker(self, agent: str) -> bool:
+        """Close ``agent``'s circuit breaker and forget its violations; True if it was open."""
+        return self._limits.reset(agent)
+
+    def breakers(self) -> list[BreakerStatus]:
+        """Every circuit breaker that is open or counting violations, by principal."""
+        return self._limits.statuses()
 
     def decisions(self, *, since: int = 0) -> list[Decision]:
         """Recorded decisions with ``seq > since``, in order (a cursor: pass the last seq seen)."""
@@ -311,6 +348,8 @@ class SecurityMonitor:
                 content_sha256=digest,
                 quarantine_id=f"q-{uuid.uuid4().hex}" if verdict is Verdict.QUARANTINE else None,
             )
+            if self._audit is not None:  # fails closed: a decision it cannot record raises
+                self._audit.append(decision)
             self._log.append(decision)
             if decision.quarantine_id is not None:
                 self._quarantine[decision.quarantine_id] = QuarantineItem(
@@ -344,6 +383,11 @@ def raise_for_decision(decision: Decision) -> None:
     if decision.rule == grants.APPROVAL_RULE:
         key = grants.approval_key(decision.target, decision.content_sha256)
         raise ApprovalRequired(text, decision=decision, tool=decision.target, key=key)
+    if decision.rule == "limits.breaker":
+        raise CircuitOpen(text, decision=decision)
+    if decision.rule.startswith("limits."):
+        limited = BudgetExhausted if decision.rule.endswith(".budget") else RateLimited
+        raise limited(text, decision=decision)
     if decision.kind in ("message", "reply"):
         raise MessageBlocked(text, decision=decision)
     raise ToolCallBlocked(text, decision=decision)
