@@ -32,6 +32,7 @@ from pydantic import JsonValue
 
 from agentmesh import errors
 from agentmesh.protocols.a2a_tasks import (
+    META_KEY,
     RESULT_ARTIFACT,
     TIMING,
     error_message,
@@ -71,7 +72,7 @@ __all__ = [
 MESH_BINDING = "AGENTMESH-RAY"
 #: Card extension carrying each skill's JSON input and output schemas.
 SKILL_SCHEMAS_EXTENSION = "urn:agentmesh:ext:skill-schemas:v1"
-_META = "agentmesh"
+_META = META_KEY
 
 
 # --- Agent Cards ----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from agentmesh import errors
 
 __all__ = [
     "FINAL_STATES",
+    "META_KEY",
     "RESULT_ARTIFACT",
     "TERMINAL_STATES",
     "TIMING",
@@ -58,7 +59,9 @@ __all__ = [
     "value_json",
 ]
 
-_META = "agentmesh"
+#: The metadata key under which the mesh keeps its own fields (messages, parts and tasks).
+META_KEY = "agentmesh"
+_META = META_KEY
 #: The task metadata key of the agent's own timing of a task (seconds since the epoch).
 TIMING = "agentmesh.timing"
 #: The name of the artifact that carries a skill's result.

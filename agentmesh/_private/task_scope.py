@@ -23,6 +23,7 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from agentmesh.errors import ApprovalDenied, ApprovalRequired, InputRequired, UserError
 from agentmesh.grants import ToolGrant
+from agentmesh.protocols.a2a_tasks import META_KEY
 from agentmesh.protocols.mcp import ToolResult
 from agentmesh.provenance import Label, message_label, set_part_label
 
@@ -42,7 +43,7 @@ __all__ = [
 #: The answer field of an approval question (``Mesh.resume(agent, task_id, approve=True)``).
 APPROVE_FIELD = "approve"
 _GRANT = "grant"
-_META = "agentmesh"
+_META = META_KEY
 _GRANTS = TypeAdapter(list[ToolGrant])
 
 
