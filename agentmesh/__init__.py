@@ -5,6 +5,7 @@ their calls as A2A messages through a security actor, plugs MCP servers in as to
 local models, and executes planned task DAGs. Everything listed in ``__all__`` is the public API.
 """
 
+from agentmesh._private.redact import redact
 from agentmesh.a2a_gateway import (
     GatewayAuth,
     GatewayIdentity,
@@ -13,11 +14,14 @@ from agentmesh.a2a_gateway import (
     build_a2a_app,
 )
 from agentmesh.agent import Agent, AgentContext, Resources, skill
+from agentmesh.detection import Detection, scan
 from agentmesh.errors import (
     AgentDefinitionError,
     AgentMeshError,
     AgentUnavailableError,
+    BudgetExhausted,
     CardVerificationError,
+    CircuitOpen,
     ConfigError,
     ContentQuarantined,
     InputRequired,
@@ -28,6 +32,7 @@ from agentmesh.errors import (
     PlanningError,
     PlanValidationError,
     PolicyError,
+    RateLimited,
     RemoteAgentError,
     RunError,
     RunFailedError,
@@ -93,10 +98,13 @@ __all__ = [
     "AgentDefinitionError",
     "AgentMeshError",
     "AgentUnavailableError",
+    "BudgetExhausted",
     "CardVerificationError",
+    "CircuitOpen",
     "ConfigError",
     "ContentQuarantined",
     "Decision",
+    "Detection",
     "ErrorInfo",
     "Finding",
     "GatewayAuth",
@@ -126,6 +134,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "QuarantineItem",
+    "RateLimited",
     "RemoteAgent",
     "RemoteAgentError",
     "Resources",
@@ -173,6 +182,8 @@ __all__ = [
     "build_mcp_server",
     "default_model_path",
     "load_policy",
+    "redact",
+    "scan",
     "serve_mcp",
     "skill",
 ]

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from agentmesh._private.cli_audit import audit_app
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
 from agentmesh.errors import AgentMeshError
@@ -134,6 +135,11 @@ app.add_typer(
     tools_app,
     name="tools",
     help="Tool definitions: pins, poisoning findings, approvals and rug-pull diffs.",
+)
+app.add_typer(
+    audit_app,
+    name="audit",
+    help="The hash-chained audit log of security decisions: verify it.",
 )
 
 app.command()(serve)

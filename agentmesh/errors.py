@@ -20,7 +20,9 @@ __all__ = [
     "AgentDefinitionError",
     "AgentMeshError",
     "AgentUnavailableError",
+    "BudgetExhausted",
     "CardVerificationError",
+    "CircuitOpen",
     "ConfigError",
     "ContentQuarantined",
     "InputRequired",
@@ -31,6 +33,7 @@ __all__ = [
     "PlanValidationError",
     "PlanningError",
     "PolicyError",
+    "RateLimited",
     "RemoteAgentError",
     "RunError",
     "RunFailedError",
@@ -350,6 +353,25 @@ class ContentQuarantined(SecurityDenied):
     Nothing is lost: the content stays in the security actor's quarantine under
     ``decision.quarantine_id`` for review.
     """
+
+
+class RateLimited(SecurityDenied):
+    """A rate limit of the policy's ``limits:`` refused the call; retry later.
+
+    ``decision.rule`` names the limit (``limits.agents['researcher*'].rate``) and its reason
+    says when a call fits again.
+    """
+
+
+class BudgetExhausted(RateLimited):
+    """The call's budget (``limits.<section>['<glob>'].budget``) is spent: no retry helps until
+    its window renews (a budget per run never does)."""
+
+
+class CircuitOpen(SecurityDenied):
+    """The caller's circuit breaker is open: after repeated violations (calls outside its grant,
+    limit hits) every message and tool call from it is refused until ``Mesh.reset_breaker`` (or
+    the policy's ``reset_after_s``). ``decision.reason`` carries the recorded cause."""
 
 
 def outside_text(exc: AgentMeshError) -> str:

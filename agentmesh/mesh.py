@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
@@ -32,6 +34,7 @@ from agentmesh._private.router import Peer, Router, await_ray, pool_member
 from agentmesh._private.security_actor import SecurityActor
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
+from agentmesh.audit import AuditHead, default_audit_dir
 from agentmesh.errors import (
     ConfigError,
     UnknownAgentError,
@@ -83,6 +86,11 @@ class Mesh:
             vetted by one of them (a stable hash of its name), so vetting spreads over cores
             while per-principal limits stay in one place; each member holds its own MCP
             sessions.
+        audit_dir: where each security actor writes its hash-chained audit log of every
+            decision (one file per actor, on its node; ``agentmesh audit verify DIR``);
+            default ``$AGENTMESH_STATE_DIR/audit``, else ``./.agentmesh/audit``.
+        audit_key: an HMAC key (16+ bytes) for the audit chain, so that a rewrite of a
+            whole file without the key is detected too (``--key-file`` when verifying).
     """
 
     def __init__(
@@ -99,6 +107,8 @@ class Mesh:
         tool_limits: ToolLimits | None = None,
         remote_agents: Sequence[RemoteAgent] = (),
         security_pool: int = 1,
+        audit_dir: str | os.PathLike[str] | None = None,
+        audit_key: bytes | None = None,
     ) -> None:
         if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
             raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
@@ -134,6 +144,12 @@ class Mesh:
         if not isinstance(security_pool, int) or security_pool < 1:
             raise ConfigError(f"security_pool is a whole number >= 1, not {security_pool!r}")
         self.security_pool = security_pool
+        if audit_key is not None and (not isinstance(audit_key, bytes) or len(audit_key) < 16):
+            raise ConfigError("audit_key is bytes, at least 16 of them")
+        # resolved here, like the pins: the actors may run in another directory
+        audit_path = Path(audit_dir) if audit_dir is not None else default_audit_dir()
+        self.audit_dir = audit_path.resolve()
+        self._audit_key = audit_key
         self._started_ray = False
         # ``security_pool`` security actors per node that hosts agents (and the driver's),
         # keyed (node, member): each holds its own MCP sessions and vets its principals.
@@ -232,7 +248,14 @@ class Mesh:
         for member in range(self.security_pool):
             actor = cast(
                 ActorHandle,
-                actor_cls.remote(self.policy, servers=self.servers, limits=self.tool_limits),
+                actor_cls.remote(
+                    self.policy,
+                    servers=self.servers,
+                    limits=self.tool_limits,
+                    audit_dir=str(self.audit_dir),
+                    audit_key=self._audit_key,
+                    audit_writer=f"security-{node[:12]}-{member}",
+                ),
             )
             self._security[(node, member)] = actor
         members = range(self.security_pool)
@@ -402,6 +425,18 @@ class Mesh:
             return logs[0]  # one actor: its own sequence order
         return sorted((d for log in logs for d in log), key=lambda d: d.at)
 
+    async def audit_heads(self) -> list[AuditHead]:
+        """The head (last entry) of every security actor's audit log: keep them somewhere the
+        logs' host cannot write, and ``verify_audit(..., heads=)`` (``--anchor``) detects a
+        cut-off tail or a rewritten log too."""
+        heads: list[AuditHead | None] = await asyncio.gather(
+            *(
+                await_ray(a.audit_head.remote(), what="security actor")
+                for a in self._security.values()
+            )
+        )
+        return [h for h in heads if h is not None]
+
     async def quarantine(self) -> list[QuarantineItem]:
         """Content the security actors hold in quarantine (kept whole, for review)."""
         held: list[list[QuarantineItem]] = await asyncio.gather(
@@ -411,6 +446,20 @@ class Mesh:
             )
         )
         return sorted((item for items in held for item in items), key=lambda i: i.at)
+
+    async def reset_breaker(self, agent: str) -> bool:
+        """Close the circuit breaker of ``agent`` (an agent or a ``user`` principal) on every
+        security actor, so its calls are vetted again; True if one was open."""
+        self._ready()
+        if agent not in self._agents and agent != USER and not _NAMED_USER.match(agent):
+            raise UnknownAgentError(agent, known=list(self._agents))
+        closed: list[bool] = await asyncio.gather(
+            *(
+                await_ray(a.reset_breaker.remote(agent), what="security actor")
+                for a in self._security.values()
+            )
+        )
+        return any(closed)
 
     def model_handle(self, name: str) -> ActorHandle:
         """The model service actor of ``name`` (tests read a scripted model's calls from it)."""

@@ -3,7 +3,8 @@
 Every message between agents, every reply, every tool call and every tool result passes a
 :class:`SecurityMonitor`. It is a plain class (the mesh wraps it in a Ray actor) so it can be
 tested, pickled and pooled: a verdict is a pure function of the policy and the input; only the
-decision log and the quarantine store are state.
+decision log, the quarantine store and the policy's limits (rate limits, budgets, circuit
+breakers: ``_private/limits.py``) are state.
 """
 
 from __future__ import annotations
@@ -14,21 +15,36 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agentmesh._private import policy_io
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
+from agentmesh._private.limits import BreakerStatus, Limiter, LimitsPolicy
 from agentmesh._private.sandbox import check_path
 from agentmesh._private.scanner import Finding
-from agentmesh.errors import ContentQuarantined, MessageBlocked, PolicyError, ToolCallBlocked
+from agentmesh.errors import (
+    BudgetExhausted,
+    CircuitOpen,
+    ContentQuarantined,
+    MessageBlocked,
+    PolicyError,
+    RateLimited,
+    ToolCallBlocked,
+)
+
+if TYPE_CHECKING:
+    from agentmesh.audit import AuditLog
 
 __all__ = [
+    "BreakerStatus",
     "Decision",
     "Finding",
+    "LimitsPolicy",
     "MessageRule",
     "Policy",
     "QuarantineItem",
@@ -81,10 +97,18 @@ class MessageRule(_Strict):
 
 
 class ScanPolicy(_Strict):
-    """Content scanning: a score at or above ``threshold`` applies the verdict for that path."""
+    """Content scanning: a score at or above ``threshold`` applies the verdict for that path.
+
+    ``threshold`` applies to the rules' score; with ``classifier: true`` the learned layer
+    (``_private/detector.py``) runs too, and its score at or above ``classifier_threshold``
+    flags the content as well. It is off unless a policy turns it on: it needs the ``torch``
+    extra and costs tens of milliseconds and a few hundred MB in each security actor.
+    """
 
     enabled: bool = True
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    classifier: bool = False
+    classifier_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     on_message: Verdict = Verdict.BLOCK
     on_reply: Verdict = Verdict.QUARANTINE
     on_tool_result: Verdict = Verdict.QUARANTINE
@@ -125,6 +149,8 @@ class Policy(_Strict):
     scanning: Annotated[ScanPolicy, policy_io.none_to(ScanPolicy)] = ScanPolicy()
     sandbox: Annotated[dict[Glob, SandboxGrant], policy_io.none_to(dict)] = {}
     """Server-name glob -> what those stdio MCP servers' sandboxes may have in addition."""
+    limits: Annotated[LimitsPolicy, policy_io.none_to(LimitsPolicy)] = LimitsPolicy()
+    """Rate limits, budgets and the circuit breaker (``_private/limits.py``); none by default."""
 
     def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
         """Index of the first message rule allowing this call, or None."""
@@ -198,17 +224,29 @@ class SecurityMonitor:
 
     Verdicts depend only on the policy and the input, so monitors sharing a policy agree and can
     form a pool; the log (the last ``max_decisions``) and the quarantine are per instance, and
-    quarantine ids are globally unique. Thread-safe; pickles without its lock.
+    quarantine ids are globally unique. The policy's ``limits`` keep per-principal state too
+    (``clock``: monotonic seconds, injectable for tests); a pool keeps them by routing each
+    agent to one monitor. Thread-safe; pickles without its locks.
     """
 
-    def __init__(self, policy: Policy, *, max_decisions: int = 10_000) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        max_decisions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        audit: AuditLog | None = None,
+    ) -> None:
         if max_decisions < 1:
             raise ValueError("max_decisions must be at least 1")
         self._policy = policy
+        self._limits = Limiter(policy.limits, clock=clock)
         self._log: deque[Decision] = deque(maxlen=max_decisions)
         self._quarantine: dict[str, QuarantineItem] = {}
         self._seq = 0
         self._lock = threading.Lock()
+        # every decision also goes to this tamper-evident log (redacted), in seq order
+        self._audit = audit
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -225,6 +263,7 @@ class SecurityMonitor:
     def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
         """A skill call: the message rules first (whatever the content), then the scanner."""
         gate = gate_message(self._policy, sender, recipient, skill)
+        gate = self._limits.admit(gate, sender, target=f"{recipient}.{skill}", tool=False)
         judgement = screen(gate, content, self._policy, "on_message")
         return self._record("message", sender, f"{recipient}.{skill}", content, judgement)
 
@@ -235,8 +274,9 @@ class SecurityMonitor:
         return self._record("reply", replier, f"{replier}.{skill}", content, judgement)
 
     def vet_tool_call(self, agent: str, tool: str, arguments: str) -> Decision:
-        """A tool call: the grant first, then the scanner over the arguments (exfiltration)."""
+        """A tool call: the grant first, then the limits, then the scanner over the arguments."""
         gate = gate_tool(self._policy, agent, tool)
+        gate = self._limits.admit(gate, agent, target=tool, tool=True)
         judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
         return self._record("tool_call", agent, tool, arguments, judgement)
 
@@ -245,6 +285,14 @@ class SecurityMonitor:
         gate = Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
         judgement = screen(gate, content, self._policy, "on_tool_result")
         return self._record("tool_result", agent, tool, content, judgement)
+
+    def reset_breaker(self, agent: str) -> bool:
+        """Close ``agent``'s circuit breaker and forget its violations; True if it was open."""
+        return self._limits.reset(agent)
+
+    def breakers(self) -> list[BreakerStatus]:
+        """Every circuit breaker that is open or counting violations, by principal."""
+        return self._limits.statuses()
 
     def decisions(self, *, since: int = 0) -> list[Decision]:
         """Recorded decisions with ``seq > since``, in order (a cursor: pass the last seq seen)."""
@@ -287,6 +335,8 @@ class SecurityMonitor:
                 content_sha256=digest,
                 quarantine_id=f"q-{uuid.uuid4().hex}" if verdict is Verdict.QUARANTINE else None,
             )
+            if self._audit is not None:  # fails closed: a decision it cannot record raises
+                self._audit.append(decision)
             self._log.append(decision)
             if decision.quarantine_id is not None:
                 self._quarantine[decision.quarantine_id] = QuarantineItem(
@@ -317,6 +367,11 @@ def raise_for_decision(decision: Decision) -> None:
             decision=decision,
         )
     text = f"{what} blocked ({decision.rule}): {decision.reason}"
+    if decision.rule == "limits.breaker":
+        raise CircuitOpen(text, decision=decision)
+    if decision.rule.startswith("limits."):
+        limited = BudgetExhausted if decision.rule.endswith(".budget") else RateLimited
+        raise limited(text, decision=decision)
     if decision.kind in ("message", "reply"):
         raise MessageBlocked(text, decision=decision)
     raise ToolCallBlocked(text, decision=decision)

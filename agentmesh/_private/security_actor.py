@@ -4,7 +4,8 @@ Every message between agents is vetted here (by remote call from the sender's si
 tool call runs here: the actor owns the MCP sessions of the (sandboxed) tool servers, and its
 node's agents reach it over a Unix socket (``tool_channel.py``), the checks done in-process.
 The monitor's verdicts depend only on policy and input, so the mesh runs one such actor per
-node (a pool), each with its own sessions and decision log.
+node (a pool), each with its own sessions and decision log, and its own audit log file
+(``<audit_dir>/<writer>-<time>-<random>.jsonl`` on its node's disk; see ``agentmesh.audit``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pydantic import JsonValue
 
 from agentmesh._private.tool_channel import ToolChannelServer
 from agentmesh._private.tool_gateway import ToolGateway
+from agentmesh.audit import AuditHead, AuditLog
 from agentmesh.errors import UnknownToolError
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo, ToolResult
-from agentmesh.security import Decision, Policy, QuarantineItem, SecurityMonitor
+from agentmesh.security import BreakerStatus, Decision, Policy, QuarantineItem, SecurityMonitor
 from agentmesh.tools import ToolLimits
 
 __all__ = ["SecurityActor"]
@@ -32,8 +34,15 @@ class SecurityActor:
         *,
         servers: Sequence[McpServerConfig] = (),
         limits: ToolLimits | None = None,
+        audit_dir: str | None = None,
+        audit_key: bytes | None = None,
+        audit_writer: str = "security",
     ) -> None:
-        self.monitor = SecurityMonitor(policy)
+        self.audit = (
+            AuditLog.create(audit_dir, writer=audit_writer, key=audit_key) if audit_dir else None
+        )
+        self.monitor = SecurityMonitor(policy, audit=self.audit)
+        self.channel: ToolChannelServer | None = None
         self.gateway = (
             ToolGateway(servers, monitor=self.monitor, limits=limits) if servers else None
         )
@@ -49,8 +58,17 @@ class SecurityActor:
     def decisions(self, *, since: int = 0) -> list[Decision]:
         return self.monitor.decisions(since=since)
 
+    def audit_head(self) -> AuditHead | None:
+        return self.audit.head() if self.audit else None
+
     def quarantine(self) -> list[QuarantineItem]:
         return self.monitor.quarantine()
+
+    def reset_breaker(self, agent: str) -> bool:
+        return self.monitor.reset_breaker(agent)
+
+    def breakers(self) -> list[BreakerStatus]:
+        return self.monitor.breakers()
 
     # --- tools -------------------------------------------------------------------------------
 
@@ -72,7 +90,11 @@ class SecurityActor:
         return await self.gateway.call(agent, tool, args)
 
     async def close(self) -> None:
-        if self.channel is not None:
-            await self.channel.close()
-        if self.gateway is not None:
-            await self.gateway.close()
+        try:
+            if self.channel is not None:
+                await self.channel.close()
+            if self.gateway is not None:
+                await self.gateway.close()
+        finally:
+            if self.audit is not None:
+                self.audit.close()  # fsynced; a decision after this raises (fails closed)

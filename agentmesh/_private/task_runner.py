@@ -1,9 +1,11 @@
 """How an agent's host runs a skill call as an A2A task: its events, cancellation and input.
 
-One runner per agent actor. :meth:`TaskRunner.run` turns a skill-call message into the task's
-events (see :mod:`agentmesh.protocols.a2a_tasks`) and hands each to ``emit``: the host either
-folds them into one task (``handle``, the fast path) or streams them to the caller
-(``stream``), so both give the same states and artifacts by construction.
+One runner per agent actor. A task runs in two halves that emit its events (see
+:mod:`agentmesh.protocols.a2a_tasks`) to ``emit``: :meth:`TaskRunner.begin` (the checks and the
+opening events, in any thread), then :meth:`TaskRunner.finish_inline` (a plain sync skill, in
+the calling thread: the fast path needs no event loop) or :meth:`TaskRunner.finish` (anything,
+on an event loop). The host either folds the events into one task (``handle``) or streams
+them to the caller (``stream``), so both give the same states and artifacts by construction.
 
 - A generator skill's chunks are artifact updates, sent as they are yielded.
 - :meth:`TaskRunner.cancel` stops a running task: an async skill gets ``CancelledError`` at its
