@@ -14,6 +14,7 @@ from agentmesh.a2a_gateway import (
     build_a2a_app,
 )
 from agentmesh.agent import Agent, AgentContext, Resources, skill
+from agentmesh.detection import Detection, scan
 from agentmesh.errors import (
     AgentDefinitionError,
     AgentMeshError,
@@ -120,6 +121,7 @@ __all__ = [
     "Decision",
     "Effect",
     "Equals",
+    "Detection",
     "ErrorInfo",
     "Finding",
     "GatewayAuth",
@@ -206,6 +208,7 @@ __all__ = [
     "default_model_path",
     "load_policy",
     "redact",
+    "scan",
     "serve_mcp",
     "skill",
 ]

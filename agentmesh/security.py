@@ -98,10 +98,18 @@ class MessageRule(_Strict):
 
 
 class ScanPolicy(_Strict):
-    """Content scanning: a score at or above ``threshold`` applies the verdict for that path."""
+    """Content scanning: a score at or above ``threshold`` applies the verdict for that path.
+
+    ``threshold`` applies to the rules' score; with ``classifier: true`` the learned layer
+    (``_private/detector.py``) runs too, and its score at or above ``classifier_threshold``
+    flags the content as well. It is off unless a policy turns it on: it needs the ``torch``
+    extra and costs tens of milliseconds and a few hundred MB in each security actor.
+    """
 
     enabled: bool = True
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    classifier: bool = False
+    classifier_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     on_message: Verdict = Verdict.BLOCK
     on_reply: Verdict = Verdict.QUARANTINE
     on_tool_result: Verdict = Verdict.QUARANTINE

@@ -32,6 +32,7 @@ PUBLIC = {
     "ContentQuarantined",
     "InputRequired",
     "Decision",
+    "Detection",
     "ErrorInfo",
     "Finding",
     "GatewayAuth",
@@ -109,6 +110,7 @@ PUBLIC = {
     "default_model_path",
     "load_policy",
     "redact",
+    "scan",
     "serve_mcp",
     "skill",
 }

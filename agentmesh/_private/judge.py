@@ -1,14 +1,16 @@
 """The pure half of the security monitor: from policy and input to a verdict, no state.
 
 Kept apart from the monitor's log and quarantine so that any number of monitors (a pool) reach
-the same verdict for the same input.
+the same verdict for the same input. Content goes to the layered detector (``detector.py``:
+normalisation, rules, and the learned classifier where the policy turns it on).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from agentmesh._private.scanner import Finding, scan_text, score
+from agentmesh._private.detector import Provenance, detect
+from agentmesh._private.scanner import Finding
 
 if TYPE_CHECKING:
     from agentmesh.security import Policy
@@ -48,8 +50,16 @@ def gate_tool(policy: Policy, agent: str, tool: str) -> Judgement:
     return Judgement(_ALLOW, grant, f"granted by {grant}")
 
 
+_PROVENANCE: dict[str, Provenance] = {
+    "on_message": "message",
+    "on_reply": "reply",
+    "on_tool_result": "tool_result",
+    "on_tool_arguments": "tool_call",
+}
+
+
 def screen(gate: Judgement, content: str, policy: Policy, setting: str) -> Judgement:
-    """Scan ``content`` if the gate allows it; apply ``scanning.<setting>`` at the threshold."""
+    """Run the detector on ``content`` if the gate allows it; apply ``scanning.<setting>``."""
     if not isinstance(content, str):
         raise TypeError(f"content must be str, not {type(content).__name__}")
     scanning = policy.scanning
@@ -57,21 +67,16 @@ def screen(gate: Judgement, content: str, policy: Policy, setting: str) -> Judge
         return gate  # a forbidden pair is refused whatever the content
     if not scanning.enabled:
         return gate._replace(reason=f"{gate.reason}; content scanning is off")
-    off = set(scanning.disabled_rules)
-    findings = tuple(
-        f
-        for f in scan_text(content)
-        if f.rule.removeprefix("base64:") not in off and f.category not in off
-    )
-    value, threshold = score(findings), scanning.threshold
+    found = detect(content, provenance=_PROVENANCE.get(setting, "unknown"), scanning=scanning)
+    findings = tuple(found.findings)
+    # The detector's reasons name rules, layers and scores only: the reason travels in error
+    # messages, so it must not quote the hostile text it refused (the excerpts stay in
+    # ``findings`` for reviewers).
+    evidence = "; ".join(found.reasons)
     action: str = getattr(scanning, setting)
-    if value < threshold:
-        reason = f"{gate.reason}; scanner score {value:.2f} < threshold {threshold:.2f}"
-        return gate._replace(reason=reason, findings=findings)
-    # Rule names only: the reason travels in error messages, so it must not quote the hostile
-    # text it refused (the excerpts stay in ``findings`` for reviewers).
-    evidence = ", ".join(f"{f.rule} ({f.score:.2f})" for f in findings[:3])
-    flagged = f"scanner score {value:.2f} >= threshold {threshold:.2f}: {evidence}"
+    if not found.flagged:
+        return gate._replace(reason=f"{gate.reason}; {evidence}", findings=findings)
+    flagged = f"flagged (score {found.score:.2f}): {evidence}"
     if action == _ALLOW:
         reason = f"{gate.reason}; {flagged} (let through: scanning.{setting} is allow)"
         return gate._replace(reason=reason, findings=findings)

@@ -2,17 +2,22 @@
 
 Why this shape: attackers hide instructions behind Unicode tricks, letter spacing and encodings,
 so the text is first brought to one canonical form, and the tricks themselves become evidence.
-The rules are data (name, category, weight, regex; ``scanner_rules.py``), so every finding names
-the rule that fired and the text it saw, and the table grows without touching the logic. Scores
+E-mail (MIME transfer encodings), markup (HTML tags and comments, markdown, comment markers)
+and YAML block scalars are folded into further views, and base64, hex, URL-encoded and rot13
+payloads are decoded and scanned in turn (``scanner_decode.py``; such findings carry the
+encoding as a prefix, "hex:..."). The
+rules are data (name, category, weight, regex; ``scanner_rules.py``), so every finding names the
+rule that fired and the text it saw, and the table grows without touching the logic. Scores
 combine as independent evidence, ``1 - prod(1 - weight)``; the policy's threshold turns a score
 into a verdict.
 
-This is a heuristic first line, not a proof. Known blind spots: paraphrased or non-English
-injections, instructions split across several messages or tool results, encodings other than
-base64 (hex, rot13, URL-encoding, compression), homoglyphs outside the small Cyrillic/Greek
-table, text hidden in images or PDFs, and exfiltration through tool arguments that carry no
-wording or secret pattern (for example an innocuous-looking URL query). Quoted attacks in
-benign text (a blog post about prompt injection) are flagged too.
+This is a heuristic first line, not a proof (``detector.py`` adds a learned layer on top).
+Known blind spots: paraphrased or non-English injections, instructions split across several
+messages or tool results, encodings other than base64, hex, URL-encoding and rot13
+(compression, other ciphers), homoglyphs outside the small Cyrillic/Greek table, text hidden in
+images or PDFs, and exfiltration through tool arguments that carry no wording or secret pattern
+(for example an innocuous-looking URL query). Quoted attacks in benign text (a blog post about
+prompt injection) are flagged too.
 
 Speed (large tool results and replies): ASCII text skips the Unicode passes, which otherwise run
 only when a character they look for is present; each rule's regex runs only when the plain
@@ -22,8 +27,6 @@ running every pass and every rule; only the work is skipped.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 import itertools
 import json
@@ -34,6 +37,13 @@ from collections.abc import Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentmesh._private.scanner_decode import (
+    DECODERS,
+    decode_blobs,
+    fold_email,
+    fold_markup,
+    fold_yaml,
+)
 from agentmesh._private.scanner_rules import (
     BIDI_CONTROL,
     CATEGORIES,
@@ -45,7 +55,18 @@ from agentmesh._private.scanner_rules import (
     Rule,
 )
 
-__all__ = ["CATEGORIES", "RULES", "RULE_NAMES", "Finding", "Rule", "scan_text", "score"]
+__all__ = [
+    "CATEGORIES",
+    "RULES",
+    "RULE_NAMES",
+    "Finding",
+    "Inspection",
+    "Rule",
+    "base_rule",
+    "inspect",
+    "scan_text",
+    "score",
+]
 
 
 class Finding(BaseModel):
@@ -98,11 +119,7 @@ _LETTERS_SHOWN: dict[int, int | None] = {
     **{ord(c): ord(c) for c in "abcdefghijklmnopqrstuvwxyz"},
     **str.maketrans("0134578@$!|", "oieastbasii"),
 }
-_BASE64 = re.compile(
-    r"(?<![\w+/=-])[A-Za-z0-9+/_-]{16,}(?:\r?\n[A-Za-z0-9+/_-]{4,})*={0,2}(?![\w+/=-])"
-)
 _MAX_DEPTH = 2
-_MAX_BLOBS = 64
 
 
 def _finding(spec: tuple[str, str, float], excerpt: str) -> Finding:
@@ -202,31 +219,6 @@ def _as_text(text: str) -> str:
     return text
 
 
-def _decode_base64(blob: str) -> str | None:
-    decoded = _decode_blob(blob)
-    if decoded is None and "\n" in blob:
-        # A blob on a line of its own takes the next line's first word along ("...ZGUu\nFollow"
-        # the steps): without that last line it may decode.
-        decoded = _decode_blob(blob.rsplit("\n", 1)[0])
-    return decoded
-
-
-def _decode_blob(blob: str) -> str | None:
-    core = "".join(blob.split()).rstrip("=")
-    raw = core + "=" * (-len(core) % 4)
-    altchars = b"-_" if ("-" in raw or "_" in raw) else None
-    try:
-        data = base64.b64decode(raw, altchars=altchars, validate=True)
-        decoded = data.decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    printable = sum(c.isprintable() or c in "\n\r\t" for c in decoded)
-    letters = sum(c.isalpha() for c in decoded)
-    if not decoded or printable / len(decoded) < 0.9 or letters < 0.5 * len(decoded):
-        return None
-    return decoded
-
-
 def _possible(rule: Rule, flat: str, seen: dict[str, bool]) -> bool:
     """Whether each ``requires`` group has a string in the text (each looked up once a scan)."""
     for group in rule.requires:
@@ -298,29 +290,108 @@ def _match_rules(flat: str) -> Iterator[Finding]:
         yield Finding(rule=rule.name, category=rule.category, score=rule.weight, excerpt=excerpt)
 
 
-def _scan(text: str, depth: int) -> list[Finding]:
+class Inspection(BaseModel):
+    """What the scanner saw: its findings and the text brought to its readable form.
+
+    ``text`` is the flattened text (markup and YAML folded when present) followed by every
+    decoded payload and smuggled tag text, one per line: the input of the learned layer.
+    ``views`` names the extra views made ("yaml", "markup", "base64", ...), in order.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    findings: list[Finding]
+    text: str
+    views: list[str] = []
+
+
+_PREFIXES = tuple(f"{prefix}:" for prefix, _, _ in DECODERS)
+
+
+def base_rule(name: str) -> str:
+    """A finding's rule name without its decoder prefix ("base64:", "hex:", "url:", "rot13:")."""
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _changed_lines(before: str, after: str) -> str:
+    """The lines a fold changed, each with its neighbours; runs apart stay a blank line apart.
+
+    On a large text with a little markup this rescans kilobytes, not the whole text again.
+    """
+    old, new = before.split("\n"), after.split("\n")
+    if len(old) != len(new):
+        return after
+    keep = sorted(
+        {
+            j
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            if a != b
+            for j in (i - 1, i, i + 1)
+        }
+        & set(range(len(new)))
+    )
+    lines: list[str] = []
+    for n, i in enumerate(keep):
+        if n and i != keep[n - 1] + 1:
+            lines.append("")
+        lines.append(new[i])
+    return "\n".join(lines)
+
+
+def _scan(
+    text: str, depth: int, *, want_text: bool, views: list[str]
+) -> tuple[list[Finding], list[str]]:
     revealed, findings, smuggled = _reveal(_as_text(text))
     body = "\n".join([revealed, *smuggled])
-    flat = _flatten(body)
-    findings.extend(_match_rules(flat))
+    view = _flatten(body)
+    findings.extend(_match_rules(view))
+    mail = fold_email(body)
+    other = mail if mail is not None else fold_yaml(body)
+    if other is not None:  # a new text, revealed and scanned whole
+        views.append("email" if mail is not None else "yaml")
+        revealed, more, smuggled = _reveal(other)
+        findings.extend(more)
+        other = "\n".join([revealed, *smuggled])
+        view = _flatten(other)
+        findings.extend(_match_rules(view))
+    folded = body if other is None else other
+    if (marked := fold_markup(folded)) is not None:  # YAML values may hold markup too
+        views.append("markup")
+        findings.extend(_match_rules(_flatten(_changed_lines(folded, marked))))
+        view = _flatten(marked) if want_text else view
+    readable = [view]
     if depth < _MAX_DEPTH:
-        for blob in _BASE64.findall(body)[:_MAX_BLOBS]:
-            decoded = _decode_base64(blob)
-            if decoded is None:
-                continue
-            for inner in _scan(decoded, depth + 1):
-                rule = inner.rule if inner.rule.startswith("base64:") else f"base64:{inner.rule}"
-                findings.append(inner.model_copy(update={"rule": rule}))
+        # A YAML value may escape what the raw text shows plainly, and the other way round;
+        # a mail's raw body only breaks its encoded blobs at soft line breaks.
+        sources = [folded] if mail is not None else list(dict.fromkeys([body, folded]))
+        decodings = dict.fromkeys(d for t in sources for d in decode_blobs(t))
+        for prefix, decoded in decodings:
+            views.append(prefix)
+            inner, inner_text = _scan(decoded, depth + 1, want_text=want_text, views=views)
+            readable.extend(inner_text)
+            for f in inner:
+                rule = f.rule if base_rule(f.rule) != f.rule else f"{prefix}:{f.rule}"
+                findings.append(f.model_copy(update={"rule": rule}))
     best: dict[str, Finding] = {}
     for f in findings:
         if f.rule not in best or f.score > best[f.rule].score:
             best[f.rule] = f
-    return sorted(best.values(), key=lambda f: (-f.score, f.rule))
+    return sorted(best.values(), key=lambda f: (-f.score, f.rule)), readable
+
+
+def inspect(text: str) -> Inspection:
+    """Findings for one text and its readable form (see :class:`Inspection`)."""
+    views: list[str] = []
+    findings, readable = _scan(text, 0, want_text=True, views=views)
+    return Inspection(findings=findings, text="\n".join(readable), views=list(dict.fromkeys(views)))
 
 
 def scan_text(text: str) -> list[Finding]:
     """Findings for one text, strongest first, at most one per rule; empty means nothing seen."""
-    return _scan(text, 0)
+    return _scan(text, 0, want_text=False, views=[])[0]
 
 
 def score(findings: Iterable[Finding]) -> float:
