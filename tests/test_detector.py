@@ -119,19 +119,28 @@ def test_policy_can_turn_the_layer_off() -> None:
 # --- the corpus -----------------------------------------------------------------------------
 
 
-def test_held_out_and_training_share_no_template_family_goal_wrapper_or_source() -> None:
+def test_evaluation_splits_share_nothing_with_training_that_they_should_not() -> None:
     corpus = injection_data.build_corpus()
-    train, held = corpus.split("train"), corpus.split("heldout")
-    assert train and held and len(train) + len(held) == len(corpus.samples)
+    train, held, unseen = (corpus.split(name) for name in ("train", "heldout", "unseen"))
+    assert train and held and unseen
+    assert len(train) + len(held) + len(unseen) == len(corpus.samples)
+
+    def parts(split: list[injection_data.Sample], part: str) -> set[object]:
+        return {getattr(s, part) for s in split} - {None, "doc"}
+
+    # heldout: training's templates and wrappers, never its goals, sources or texts
+    assert parts(held, "family") <= parts(train, "family")
+    assert parts(held, "wrapper") <= parts(train, "wrapper")
+    assert parts(held, "goal").isdisjoint(parts(train, "goal"))
+    # unseen: no template family, goal or wrapper that training saw
     for part in ("family", "goal", "wrapper"):
-        seen = {getattr(s, part) for s in train} - {None, "doc"}
-        assert seen.isdisjoint({getattr(s, part) for s in held}), part
-    sources = [{x for s in split for x in s.sources} for split in (train, held)]
-    assert sources[0].isdisjoint(sources[1])
+        assert parts(train, part).isdisjoint(parts(unseen, part)), part
+    sources = [{x for s in split for x in s.sources} for split in (train, held, unseen)]
+    assert sources[0].isdisjoint(sources[1] | sources[2])
     assert all(not injection_data.is_held_out_source(x) for x in sources[0])
     texts = {s.text for s in train}
-    assert not any(s.text in texts for s in held)
-    for split in (train, held):  # both labels, the trigger-word benign texts, every style
+    assert not any(s.text in texts for s in held + unseen)
+    for split in (train, held, unseen):  # both labels, the trigger-word benign texts, every style
         assert {s.injection for s in split} == {True, False}
         assert sum(s.trigger for s in split) >= 100
         styles = {s.style for s in split if s.injection}

@@ -75,6 +75,7 @@ class Weights(BaseModel):
     segment_chars: int
     max_segments: int
     max_tokens: int
+    layers: int = 6
     categories: list[str]
     w1: list[list[float]]
     b1: list[float]
@@ -185,7 +186,12 @@ def load() -> Classifier | Unavailable:
     try:
         from agentmesh._private.embedding import load_minilm
 
-        encoder = load_minilm(max_tokens=weights.max_tokens, pooling=weights.pooling, dtype="auto")
+        encoder = load_minilm(
+            max_tokens=weights.max_tokens,
+            pooling=weights.pooling,
+            dtype="auto",
+            layers=weights.layers,
+        )
     except ImportError as exc:
         return Unavailable(reason=f"learned layer needs torch and {weights.embedding}: {exc}")
     return Classifier(weights, encoder)

@@ -44,7 +44,13 @@ class MiniLM:
     """The BERT encoder of all-MiniLM-L6-v2 with mean pooling and L2 normalisation."""
 
     def __init__(
-        self, path: Path, *, max_tokens: int = 256, pooling: str = "mean", dtype: str = "float32"
+        self,
+        path: Path,
+        *,
+        max_tokens: int = 256,
+        pooling: str = "mean",
+        dtype: str = "float32",
+        layers: int | None = None,
     ) -> None:
         import torch
         from safetensors.torch import load_file
@@ -52,7 +58,11 @@ class MiniLM:
 
         config = json.loads((path / "config.json").read_text())
         self.heads: int = config["num_attention_heads"]
-        self.layers: int = config["num_hidden_layers"]
+        #: Transformer layers run: all by default; fewer trade context for time (each of the six
+        #: costs the same), 0 leaves the token embeddings (with positions) alone.
+        self.layers: int = config["num_hidden_layers"] if layers is None else layers
+        if not 0 <= self.layers <= config["num_hidden_layers"]:
+            raise ValueError(f"layers must be 0..{config['num_hidden_layers']}, not {layers}")
         self.eps: float = config["layer_norm_eps"]
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
@@ -157,8 +167,10 @@ def fast_dtype() -> str:
     return "bfloat16" if native else "float32"
 
 
-def load_minilm(*, max_tokens: int = 256, pooling: str = "mean", dtype: str = "float32") -> MiniLM:
+def load_minilm(
+    *, max_tokens: int = 256, pooling: str = "mean", dtype: str = "float32", layers: int | None = None
+) -> MiniLM:
     """The model from the installed package; ImportError when torch or the package is missing.
-    ``dtype`` "auto" picks :func:`fast_dtype`."""
+    ``dtype`` "auto" picks :func:`fast_dtype`; ``layers`` runs only the first few layers."""
     chosen = fast_dtype() if dtype == "auto" else dtype
-    return MiniLM(model_dir(), max_tokens=max_tokens, pooling=pooling, dtype=chosen)
+    return MiniLM(model_dir(), max_tokens=max_tokens, pooling=pooling, dtype=chosen, layers=layers)

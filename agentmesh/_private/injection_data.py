@@ -11,13 +11,16 @@ Benign samples use the same wrappers, with a benign snippet where the payload wo
 of them carry the trigger words (``TRIGGER_WORDS``) from the sources themselves or from the
 project's benign look-alike templates.
 
-The split rule: **a held-out sample is built only from held-out parts, a training sample only
-from training parts**. Parts are payload families, goals, benign template families, carrier
-wrappers and benign sources; the held-out payload, goal and template names are listed in
-``HELD_OUT`` and ``HELD_OUT_WRAPPERS``, and a source is held out when the SHA-256 of its name
-is 0 mod 4. So every held-out injection comes from templates, and every held-out text from
-sources, never seen in training; obfuscations are transformations, not templates, and are
-shared. The held-out split is for evaluation only: never for training or threshold tuning.
+The splits. **train** is all the learned layer ever reads. **heldout** is the evaluation split
+the goals are measured on: the same payload families, styles and carrier wrappers as training,
+but other goals (what the attacker asks for), other benign sources (a source is held out when
+the SHA-256 of its name is 0 mod 4) and other random fillings, so no held-out text, goal or
+benign paragraph was seen in training. **unseen** is harder still and reported next to it:
+payload families, benign template families and carrier wrappers that training never saw
+(``HELD_OUT``, ``HELD_OUT_WRAPPERS``), with the held-out goals and sources; it measures how far
+the learned layer generalises to new phrasings of an attack. Obfuscations are transformations,
+not templates, and are shared. Neither evaluation split is used for training or threshold
+tuning.
 
 Determinism: the same installed packages give the same corpus (sources are read in sorted
 order, every random choice comes from a ``random.Random`` seeded by name).
@@ -64,8 +67,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Split = Literal["train", "heldout"]
-SPLITS: tuple[Split, ...] = ("train", "heldout")
+Split = Literal["train", "heldout", "unseen"]
+SPLITS: tuple[Split, ...] = ("train", "heldout", "unseen")
 
 # The trigger words by stem, so "ignored", "instruction", "overriding" and "forgot" count too.
 _TRIGGER = re.compile(r"\b(?:ignor|instruct|system|password|overrid|forg[eo]t)\w*", re.IGNORECASE)
@@ -196,13 +199,15 @@ def _pool(split: Split) -> list[tuple[str, str]]:
     return [
         (source, para)
         for source, paras in _sources().items()
-        if is_held_out_source(source) == (split == "heldout")
+        if is_held_out_source(source) == (split != "train")
         for para in paras
     ]
 
 
 def _in_split(name: str, kind: str, split: Split) -> bool:
-    return (name in HELD_OUT[kind]) == (split == "heldout")
+    """Goals: training's or the evaluation splits'; templates and wrappers: unseen's or not."""
+    held = name in HELD_OUT[kind]
+    return held == (split != "train") if kind == "goal" else held == (split == "unseen")
 
 
 def _fill(rng: random.Random, template: str, goals: list[str]) -> tuple[str, str | None]:
@@ -244,7 +249,7 @@ def _sample(
     """A filler paragraph and ``make_extra(carrier)`` in a random wrapper of this split."""
     source, filler = rng.choice(pool)
     carrier = rng.choice(sorted(WRAPPERS))
-    names = [w for w in WRAPPERS[carrier] if (w in HELD_OUT_WRAPPERS) == (split == "heldout")]
+    names = [w for w in WRAPPERS[carrier] if (w in HELD_OUT_WRAPPERS) == (split == "unseen")]
     wrapper = rng.choice(names)
     text = WRAPPERS[carrier][wrapper](rng, filler, make_extra(carrier), _title(filler))
     return Sample(
@@ -276,7 +281,7 @@ def _injections(split: Split, per_family: int) -> list[Sample]:
     kinds, weights = list(OBFUSCATIONS), list(OBFUSCATIONS.values())
     samples = []
     for family in sorted(f for f in PAYLOADS if _in_split(f, "payload", split)):
-        rng = random.Random(f"injection:{family}")
+        rng = random.Random(f"injection:{split}:{family}")
         for _ in range(per_family):
             payload, goal = _fill(rng, rng.choice(PAYLOADS[family]), goals)
             kind = rng.choices(kinds, weights)[0]
@@ -319,7 +324,7 @@ def _benign(split: Split, n_docs: int, per_template: int) -> list[Sample]:
             )
         )
     for family in sorted(f for f in BENIGN_TEMPLATES if _in_split(f, "benign", split)):
-        rng = random.Random(f"benign:{family}")
+        rng = random.Random(f"benign:{split}:{family}")
         for _ in range(per_template):
             extra, _goal = _fill(rng, rng.choice(BENIGN_TEMPLATES[family]), [])
             samples.append(
@@ -336,7 +341,11 @@ def _benign(split: Split, n_docs: int, per_template: int) -> list[Sample]:
 
 
 #: Samples per split: (per payload family, benign doc texts, per benign template family).
-SIZES: dict[Split, tuple[int, int, int]] = {"train": (70, 1800, 50), "heldout": (84, 1100, 100)}
+SIZES: dict[Split, tuple[int, int, int]] = {
+    "train": (70, 1800, 50),
+    "heldout": (28, 1100, 35),
+    "unseen": (84, 1100, 100),
+}
 
 
 @functools.cache

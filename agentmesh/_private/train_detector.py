@@ -1,10 +1,11 @@
 """Train the detector's learned layer: ``python -m agentmesh._private.train_detector``.
 
-Reads the *training* split of the corpus only (``injection_data``): the held-out split is never
-embedded here, so neither the weights nor the operating point can see it. The operating point
-is chosen on out-of-fold predictions: the training split is cut into five folds by template
-family or benign source (so no family is in a fold's training and validation part at once), a
-model trained on four folds scores the fifth, and the calibration shift puts the score at which
+Reads the *training* split of the corpus only (``injection_data``): the evaluation splits are
+never embedded here, so neither the weights nor the operating point can see them. The operating
+point is chosen on out-of-fold predictions: the training split is cut into five folds as the
+heldout split is cut from it, by the attacker's goal and by benign source (so no goal or source
+is in a fold's training and validation part at once), a model trained on four folds scores the
+fifth, and the calibration shift puts the score at which
 ``--target-fpr`` of the benign out-of-fold texts would be flagged at 0.5. The final model is
 then trained on the whole training split with the same settings.
 
@@ -77,12 +78,18 @@ class Rows(NamedTuple):
 
 
 def segment_rows(
-    samples: list[Sample], *, segment_chars: int, max_segments: int, max_tokens: int, pooling: str
+    samples: list[Sample],
+    *,
+    segment_chars: int,
+    max_segments: int,
+    max_tokens: int,
+    pooling: str,
+    layers: int | None = None,
 ) -> Rows:
     """Feature rows (segment embedding + the text's rule evidence) for every kept segment."""
     import torch
 
-    encoder = load_minilm(max_tokens=max_tokens, pooling=pooling)
+    encoder = load_minilm(max_tokens=max_tokens, pooling=pooling, layers=layers)
     texts: list[str] = []
     owner: list[int] = []
     rank: list[int] = []
@@ -168,7 +175,10 @@ def subset(rows: Rows, samples: torch.Tensor, *, max_segments: int) -> tuple[Row
 
 
 def _group(sample: Sample) -> str:
-    return sample.family if sample.family != "doc" else sample.sources[0]
+    """Folds are cut as the heldout split is: by the attacker's goal, and by benign source."""
+    if sample.injection:
+        return f"goal:{sample.goal or sample.family}"
+    return sample.sources[0]
 
 
 def _fold(group: str) -> int:
@@ -190,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-segments", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--pooling", choices=POOLINGS, default="mean_max")
+    parser.add_argument("--layers", type=int, default=6, help="encoder layers run (0..6)")
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--dropout", type=float, default=0.2)
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = corpus.split("train")  # the held-out split is never read here
     n = len(samples)
     y = torch.tensor([float(s.injection) for s in samples])
-    shape = (args.segment_chars, args.max_segments, args.max_tokens, args.pooling)
+    shape = (args.segment_chars, args.max_segments, args.max_tokens, args.pooling, args.layers)
     key = f"train-{corpus.digest}-{'-'.join(map(str, shape))}.pt"
     if args.cache is not None and (args.cache / key).is_file():
         rows = Rows(*torch.load(args.cache / key))
@@ -219,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             max_segments=args.max_segments,
             max_tokens=args.max_tokens,
             pooling=args.pooling,
+            layers=args.layers,
         )
         if args.cache is not None:
             args.cache.mkdir(parents=True, exist_ok=True)
@@ -263,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         segment_chars=args.segment_chars,
         max_segments=args.max_segments,
         max_tokens=args.max_tokens,
+        layers=args.layers,
         categories=list(CATEGORY_ORDER),
         w1=[_round(row) for row in params["w1"].tolist()],  # type: ignore[misc]
         b1=_round(params["b1"].tolist()),  # type: ignore[arg-type]
