@@ -142,15 +142,15 @@ class Mesh:
     async def start(self) -> Mesh:
         """Start (or join) Ray and create the security actor, tools, models and agents."""
         self._started_ray = ensure_ray(address=self.address, num_cpus=self.num_cpus)
-        security = SecuritySetup(
-            policy=self.policy,
-            servers=self.servers,
-            limits=self.tool_limits,
-            pool=self.security_pool,
-            audit_dir=str(self.audit_dir),
-            audit_key=self._audit_key,
-        )
         try:
+            security = SecuritySetup(
+                policy=self.policy,
+                servers=self.servers,
+                limits=self.tool_limits,
+                pool=self.security_pool,
+                audit_dir=str(self.audit_dir),
+                audit_key=self._audit_key,
+            )
             await self._actors.start(
                 self.agent_classes,
                 self.remote_agents,
