@@ -8,43 +8,32 @@ skills or runs a plan.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import fnmatch
 import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import ray
 from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import JsonValue
 from ray.actor import ActorHandle
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
-from agentmesh._private.model_service import launch_model_service
+from agentmesh._private import mesh_security
+from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
+from agentmesh._private.mesh_start import check_agents, check_models
 from agentmesh._private.ray_init import ensure_ray
-from agentmesh._private.remote_host import spawn_remote_host
-from agentmesh._private.router import Peer, Router, await_ray, pool_member
-from agentmesh._private.security_actor import SecurityActor
+from agentmesh._private.router import Router, await_ray
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
-from agentmesh.errors import (
-    ConfigError,
-    UnknownAgentError,
-    UnknownModelError,
-    UnknownToolError,
-)
+from agentmesh.errors import ConfigError, UnknownAgentError
 from agentmesh.executor import RunResult, execute
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
 from agentmesh.planner import Planner, SkillInfo, validate_plan
-from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
@@ -110,28 +99,12 @@ class Mesh:
         audit_dir: str | os.PathLike[str] | None = None,
         audit_key: bytes | None = None,
     ) -> None:
-        if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
-            raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
-        for cls in agents:
-            if "skills" not in cls.__dict__:
-                cls._define()  # an empty class body skipped the check at definition
-        names = [cls.name for cls in agents] + [r.name for r in remote_agents if r.name]
-        if not names and not remote_agents:
-            raise ConfigError("a mesh needs at least one agent")
-        if dups := sorted({n for n in names if names.count(n) > 1}):
-            raise ConfigError(f"agent names must be unique; repeated: {dups}")
-        if "user" in names:
-            raise ConfigError("'user' is the driver's principal and cannot name an agent")
+        check_agents(agents, remote_agents)
         self.agent_classes = list(agents)
         self.remote_agents = list(remote_agents)
         self.servers = list(tools)
         self.model_specs = dict(models or {})
-        for cls in agents:
-            if cls.model is not None and cls.model not in self.model_specs:
-                raise UnknownModelError(
-                    f"agent {cls.name!r} uses model {cls.model!r}; configured: "
-                    f"{sorted(self.model_specs)}"
-                )
+        check_models(agents, self.model_specs)
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.address = address
         self.num_cpus = num_cpus
@@ -151,15 +124,7 @@ class Mesh:
         self.audit_dir = audit_path.resolve()
         self._audit_key = audit_key
         self._started_ray = False
-        # ``security_pool`` security actors per node that hosts agents (and the driver's),
-        # keyed (node, member): each holds its own MCP sessions and vets its principals.
-        self._security: dict[tuple[str, int], ActorHandle] = {}
-        self._channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
-        self._models: dict[str, ActorHandle] = {}
-        self._agents: dict[str, ActorHandle] = {}
-        self._cards: dict[str, AgentCard] = {}
-        self._tools: list[ToolInfo] = []
-        self._router: Router | None = None
+        self._actors = MeshActors()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -178,120 +143,30 @@ class Mesh:
         """Start (or join) Ray and create the security actor, tools, models and agents."""
         self._started_ray = ensure_ray(address=self.address, num_cpus=self.num_cpus)
         try:
-            await self._start_actors()
+            security = SecuritySetup(
+                policy=self.policy,
+                servers=self.servers,
+                limits=self.tool_limits,
+                pool=self.security_pool,
+                audit_dir=str(self.audit_dir),
+                audit_key=self._audit_key,
+            )
+            await self._actors.start(
+                self.agent_classes,
+                self.remote_agents,
+                self.model_specs,
+                security=security,
+                start_timeout_s=self.start_timeout_s,
+                driver=USER,
+            )
         except BaseException:
             await self.close()
             raise
         return self
 
-    async def _start_actors(self) -> None:
-        # The security actor of the driver's node first: a tool server that cannot start
-        # fails the mesh before any agent exists.
-        driver_node = str(ray.get_runtime_context().get_node_id())
-        await self._security_on(driver_node)
-        self._check_declared_tools()
-        for name, spec in self.model_specs.items():
-            self._models[name] = launch_model_service(name, spec)
-        for cls in self.agent_classes:
-            self._agents[cls.name] = spawn_agent(cls, self._models)
-        wants = {cls.name: str(cls.resources.model_dump()) for cls in self.agent_classes}
-        for remote in self.remote_agents:  # a refused card fails the start here
-            name, _card, handle = await spawn_remote_host(remote)
-            if name in self._agents or name == USER:
-                ray.kill(handle)
-                raise ConfigError(f"remote agent {remote.url} takes the name {name!r}, in use")
-            self._agents[name] = handle
-            wants[name] = f"remote agent at {remote.url}"
-        # A model that cannot load fails the start, not the first agent that uses it.
-        await await_started(
-            {f"model {n!r}": load_probe(n, h) for n, h in self._models.items()},
-            {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in self.model_specs.items()},
-            timeout_s=self.start_timeout_s,
-        )
-        card_probes: dict[str, Awaitable[bytes]] = {
-            name: await_ray(handle.card.remote(), what=f"agent {name!r}")
-            for name, handle in self._agents.items()
-        }
-        raw_cards = await await_started(card_probes, wants, timeout_s=self.start_timeout_s)
-        self._cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
-        directory = {
-            name: Peer(handle, frozenset(s.id for s in self._cards[name].skills))
-            for name, handle in self._agents.items()
-        }
-        nodes: list[str] = await asyncio.gather(
-            *(await_ray(h.node_id.remote(), what=n) for n, h in self._agents.items())
-        )
-        for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
-            await self._security_on(node)
-        guards = [
-            (node, pool_member(n, self.security_pool))
-            for n, node in zip(self._agents, nodes, strict=True)
-        ]
-        await asyncio.gather(
-            *(
-                await_ray(
-                    h.join.remote(directory, self._security[guard], self._channels[guard]), what=n
-                )
-                for (n, h), guard in zip(self._agents.items(), guards, strict=True)
-            )
-        )
-        pool = [self._security[(driver_node, i)] for i in range(self.security_pool)]
-        self._router = Router(USER, directory, pool[0], pool=pool)
-
-    async def _security_on(self, node: str) -> None:
-        """Start the security actors of ``node`` (once), each with its own MCP sessions."""
-        if (node, 0) in self._security:
-            return
-        actor_cls = ray.remote(num_cpus=0)(SecurityActor).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-        )
-        for member in range(self.security_pool):
-            actor = cast(
-                ActorHandle,
-                actor_cls.remote(
-                    self.policy,
-                    servers=self.servers,
-                    limits=self.tool_limits,
-                    audit_dir=str(self.audit_dir),
-                    audit_key=self._audit_key,
-                    audit_writer=f"security-{node[:12]}-{member}",
-                ),
-            )
-            self._security[(node, member)] = actor
-        members = range(self.security_pool)
-        started: list[tuple[list[ToolInfo], str | None]] = await asyncio.gather(
-            *(
-                await_ray(self._security[(node, m)].start_tools.remote(), what="security actor")
-                for m in members
-            )
-        )
-        self._tools = self._tools or started[0][0]
-        for member, (_tools, channel) in zip(members, started, strict=True):
-            self._channels[(node, member)] = channel
-
-    def _check_declared_tools(self) -> None:
-        offered = [t.qualified_name for t in self._tools]
-        for cls in self.agent_classes:
-            for pattern in cls.tools:
-                if not fnmatch.filter(offered, pattern):
-                    raise UnknownToolError(
-                        f"agent {cls.name!r} declares tool {pattern!r}, which no MCP server "
-                        f"offers; tools: {offered}"
-                    )
-
     async def close(self) -> None:
         """Stop the mesh's actors (and the embedded Ray, if this mesh started it)."""
-        # a dead security actor has no MCP sessions left to close
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                asyncio.gather(*(a.close.remote() for a in self._security.values())), timeout=10
-            )
-        for handle in [*self._agents.values(), *self._models.values(), *self._security.values()]:
-            ray.kill(handle)
-        self._agents.clear()
-        self._models.clear()
-        self._security.clear()
-        self._router = None
+        await self._actors.close()
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
@@ -299,35 +174,23 @@ class Mesh:
     # --- using it ----------------------------------------------------------------------------
 
     def _ready(self) -> Router:
-        if self._router is None:
+        router = self._actors.router
+        if router is None:
             raise ConfigError("the mesh is not started: use `async with Mesh(...)` or start()")
-        return self._router
+        return router
 
     def cards(self) -> list[AgentCard]:
         """The A2A Agent Cards of every agent in the mesh."""
         self._ready()
-        return list(self._cards.values())
+        return list(self._actors.cards.values())
 
     def tools(self) -> list[ToolInfo]:
         """Every tool the connected MCP servers offer."""
-        return list(self._tools)
+        return list(self._actors.tools)
 
     def catalog(self) -> list[SkillInfo]:
         """Every skill in the mesh, with its schemas, as planners see it."""
-        infos = []
-        for name, card in self._cards.items():
-            schemas = a2a.card_skill_schemas(card)
-            for s in card.skills:
-                infos.append(
-                    SkillInfo(
-                        agent=name,
-                        skill=s.id,
-                        description=s.description,
-                        input_schema=schemas.get(s.id, {}).get("input", {}),
-                        output_schema=schemas.get(s.id, {}).get("output", {}),
-                    )
-                )
-        return infos
+        return self._actors.catalog()
 
     async def call(self, agent: str, skill: str, /, **args: Any) -> JsonValue:
         """Call one skill as the user; the result, or the skill's error raised typed.
@@ -384,9 +247,7 @@ class Mesh:
 
     async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse:
         """Run a mesh model directly (planners use this)."""
-        handle = self._models.get(model)
-        if handle is None:
-            raise UnknownModelError(f"no model {model!r}; configured: {sorted(self._models)}")
+        handle = self._actors.model(model)
         response: GenerateResponse = await await_ray(
             handle.generate.remote(request), what=f"model {model!r}"
         )
@@ -415,61 +276,31 @@ class Mesh:
 
     async def decisions(self) -> list[Decision]:
         """Every decision the security actors have recorded, in time order."""
-        logs: list[list[Decision]] = await asyncio.gather(
-            *(
-                await_ray(a.decisions.remote(), what="security actor")
-                for a in self._security.values()
-            )
-        )
-        if len(logs) == 1:
-            return logs[0]  # one actor: its own sequence order
-        return sorted((d for log in logs for d in log), key=lambda d: d.at)
+        return await mesh_security.decisions(self._actors.security.values())
 
     async def audit_heads(self) -> list[AuditHead]:
         """The head (last entry) of every security actor's audit log: keep them somewhere the
         logs' host cannot write, and ``verify_audit(..., heads=)`` (``--anchor``) detects a
         cut-off tail or a rewritten log too."""
-        heads: list[AuditHead | None] = await asyncio.gather(
-            *(
-                await_ray(a.audit_head.remote(), what="security actor")
-                for a in self._security.values()
-            )
-        )
-        return [h for h in heads if h is not None]
+        return await mesh_security.audit_heads(self._actors.security.values())
 
     async def quarantine(self) -> list[QuarantineItem]:
         """Content the security actors hold in quarantine (kept whole, for review)."""
-        held: list[list[QuarantineItem]] = await asyncio.gather(
-            *(
-                await_ray(a.quarantine.remote(), what="security actor")
-                for a in self._security.values()
-            )
-        )
-        return sorted((item for items in held for item in items), key=lambda i: i.at)
+        return await mesh_security.quarantine(self._actors.security.values())
 
     async def reset_breaker(self, agent: str) -> bool:
         """Close the circuit breaker of ``agent`` (an agent or a ``user`` principal) on every
         security actor, so its calls are vetted again; True if one was open."""
         self._ready()
-        if agent not in self._agents and agent != USER and not _NAMED_USER.match(agent):
-            raise UnknownAgentError(agent, known=list(self._agents))
-        closed: list[bool] = await asyncio.gather(
-            *(
-                await_ray(a.reset_breaker.remote(agent), what="security actor")
-                for a in self._security.values()
-            )
-        )
-        return any(closed)
+        if agent not in self._actors.agents and agent != USER and not _NAMED_USER.match(agent):
+            raise UnknownAgentError(agent, known=list(self._actors.agents))
+        return await mesh_security.reset_breaker(self._actors.security.values(), agent)
 
     def model_handle(self, name: str) -> ActorHandle:
         """The model service actor of ``name`` (tests read a scripted model's calls from it)."""
-        if name not in self._models:
-            raise UnknownModelError(f"no model {name!r}; configured: {sorted(self._models)}")
-        return self._models[name]
+        return self._actors.model(name)
 
     def agent_handle(self, name: str) -> ActorHandle:
         """The actor of agent ``name`` (for fault-injection tests and operations)."""
         self._ready()
-        if name not in self._agents:
-            raise UnknownAgentError(name, known=list(self._agents))
-        return self._agents[name]
+        return self._actors.agent(name)

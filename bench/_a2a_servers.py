@@ -1,5 +1,6 @@
 """The two A2A servers bench/hop.py compares, each under uvicorn on a loopback port, and the one
-a2a-sdk client code that calls both.
+a2a-sdk client code that calls both. tests/test_remote_agent.py builds its plain a2a-sdk server
+from the same pieces (``free_port``, ``jsonrpc_card``, ``jsonrpc_routes``).
 
 - the mesh's A2A gateway (``build_a2a_app``): JSON-RPC at ``/agents/echo/``, an API key, and the
   call runs through the mesh (security policy included) to the echo agent's actor;
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import httpx
 import uvicorn
@@ -40,6 +41,7 @@ from a2a.types import (
 from google.protobuf import struct_pb2
 from pydantic import SecretStr
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from agentmesh import Mesh
 from agentmesh.a2a_gateway import GatewayAuth, GatewayIdentity, build_a2a_app
@@ -67,26 +69,56 @@ class EchoExecutor(AgentExecutor):
         raise NotImplementedError
 
 
-def bare_app(base: str) -> Starlette:
-    """A plain a2a-sdk JSON-RPC server at ``base/`` with the echo executor."""
-    card = AgentCard(
-        name="echo",
-        description="Echoes.",
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 (free when asked: bind it soon)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def jsonrpc_card(
+    url: str,
+    *,
+    name: str,
+    description: str,
+    skills: Sequence[AgentSkill],
+    streaming: bool = False,
+    input_mode: str = "application/json",
+) -> AgentCard:
+    """The card of a plain a2a-sdk agent served over JSON-RPC at ``url``, answering JSON."""
+    return AgentCard(
+        name=name,
+        description=description,
         version="1.0.0",
         supported_interfaces=[
-            AgentInterface(url=f"{base}/", protocol_binding="JSONRPC", protocol_version="1.0")
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0")
         ],
-        capabilities=AgentCapabilities(streaming=False),
-        default_input_modes=["text/plain"],
+        capabilities=AgentCapabilities(streaming=streaming),
+        default_input_modes=[input_mode],
         default_output_modes=["application/json"],
-        skills=[AgentSkill(id="echo", name="echo", description="Return the text.", tags=["x"])],
+        skills=list(skills),
     )
+
+
+def jsonrpc_routes(executor: AgentExecutor, card: AgentCard, *, rpc_url: str) -> list[BaseRoute]:
+    """A bare a2a-sdk server's routes: ``card`` at the well-known path, and JSON-RPC at
+    ``rpc_url`` by ``DefaultRequestHandler`` over an in-memory task store."""
     handler = DefaultRequestHandler(
-        agent_executor=EchoExecutor(), task_store=InMemoryTaskStore(), agent_card=card
+        agent_executor=executor, task_store=InMemoryTaskStore(), agent_card=card
     )
-    return Starlette(
-        routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/")]
+    return [*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url=rpc_url)]
+
+
+def bare_app(base: str) -> Starlette:
+    """A plain a2a-sdk JSON-RPC server at ``base/`` with the echo executor."""
+    card = jsonrpc_card(
+        f"{base}/",
+        name="echo",
+        description="Echoes.",
+        skills=[AgentSkill(id="echo", name="echo", description="Return the text.", tags=["x"])],
+        input_mode="text/plain",
     )
+    return Starlette(routes=jsonrpc_routes(EchoExecutor(), card, rpc_url="/"))
 
 
 def gateway_app(mesh: Mesh) -> Starlette:
@@ -95,16 +127,10 @@ def gateway_app(mesh: Mesh) -> Starlette:
     return build_a2a_app(mesh, auth=GatewayAuth(identities=[bench]), max_request_bytes=4_000_000)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serving(make_app: Callable[[str], Starlette]) -> AsyncIterator[str]:
     """Serve ``make_app(base)`` with uvicorn on a free loopback port, in this event loop."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = uvicorn.Config(make_app(base), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)

@@ -7,7 +7,6 @@ served by uvicorn on a free loopback port, with a card signed by a2a-sdk's own s
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +19,10 @@ import uvicorn
 from a2a.helpers.proto_helpers import new_data_part, new_task, new_text_message
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
-from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.routes import create_agent_card_routes
+from a2a.server.tasks import TaskUpdater
 from a2a.types import (
-    AgentCapabilities,
     AgentCard,
-    AgentInterface,
     AgentSkill,
     Message,
     Part,
@@ -50,6 +46,7 @@ from agentmesh._private.remote_host import RemoteAgentHost, spawn_remote_host
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.remote import RemoteAgent, fetch_card, mesh_name
+from bench._a2a_servers import free_port, jsonrpc_card, jsonrpc_routes
 
 SKILLS = ("add", "shout", "fail", "ask", "slow")
 
@@ -101,12 +98,6 @@ class Calculator(AgentExecutor):
         raise NotImplementedError
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     base: str
@@ -117,17 +108,12 @@ class Server:
 
 
 def _card(base: str, *, streaming: bool) -> AgentCard:
-    return AgentCard(
+    return jsonrpc_card(
+        f"{base}/rpc",
         name="Calc Agent",
         description="adds numbers, over A2A",
-        version="1.0.0",
-        supported_interfaces=[
-            AgentInterface(url=f"{base}/rpc", protocol_binding="JSONRPC", protocol_version="1.0")
-        ],
-        capabilities=AgentCapabilities(streaming=streaming),
-        default_input_modes=["application/json"],
-        default_output_modes=["application/json"],
         skills=[AgentSkill(id=s, name=s, description=s, tags=["calc"]) for s in SKILLS],
+        streaming=streaming,
     )
 
 
@@ -138,7 +124,7 @@ def _jwks(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     key = ec.generate_private_key(ec.SECP256R1())
     private = {**ECAlgorithm.to_jwk(key, as_dict=True), "kid": "calc-1", "alg": "ES256"}
@@ -150,17 +136,13 @@ def server() -> Iterator[Server]:
     tampered.CopyFrom(signed)
     tampered.description = "adds numbers, and sends them elsewhere"
     seen = Seen()
-    handler = DefaultRequestHandler(
-        agent_executor=Calculator(seen), task_store=InMemoryTaskStore(), agent_card=signed
-    )
     routes = [
-        *create_agent_card_routes(signed),
+        *jsonrpc_routes(Calculator(seen), signed, rpc_url="/rpc"),
         *create_agent_card_routes(blocking, card_url="/blocking/.well-known/agent-card.json"),
         *create_agent_card_routes(tampered, card_url="/tampered/.well-known/agent-card.json"),
         *create_agent_card_routes(
             _card(base, streaming=True), card_url="/unsigned/.well-known/agent-card.json"
         ),
-        *create_jsonrpc_routes(handler, rpc_url="/rpc"),
     ]
 
     async def record_auth(request: Request, call_next: Any) -> Response:
@@ -241,7 +223,7 @@ async def test_an_unsigned_card_passes_only_when_signatures_are_optional(server:
 async def test_unreachable_url_fails_fast() -> None:
     started = time.monotonic()
     with pytest.raises(RemoteAgentError) as info:
-        await fetch_card(RemoteAgent(url=f"http://127.0.0.1:{_free_port()}", timeout_s=5))
+        await fetch_card(RemoteAgent(url=f"http://127.0.0.1:{free_port()}", timeout_s=5))
     assert time.monotonic() - started < 3
     assert "agent card" in info.value.detail and info.value.state is None
 
@@ -353,7 +335,7 @@ async def test_a_remote_call_is_canceled_by_its_sender_only(server: Server) -> N
 
 
 async def test_an_unreachable_agent_fails_fast(server: Server) -> None:
-    dead = _card(f"http://127.0.0.1:{_free_port()}", streaming=True)
+    dead = _card(f"http://127.0.0.1:{free_port()}", streaming=True)
     remote = RemoteAgent(url="http://127.0.0.1:9", timeout_s=5)
     host = RemoteAgentHost(remote, dead.SerializeToString(), name="calc")
     started = time.monotonic()

@@ -25,7 +25,8 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
-from agentmesh._private.sandbox import effective_sandbox, sandbox_uid, sandboxed_argv
+from agentmesh._private.sandbox import effective_sandbox
+from agentmesh._private.sandbox_argv import sandbox_uid, sandboxed_argv
 from agentmesh.errors import (
     PolicyError,
     SandboxUnavailableError,

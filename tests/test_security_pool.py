@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import ray
 from a2a.types import Message, Part, Role, TaskState
 
-from agentmesh import ConfigError, Mesh
+from agentmesh import ConfigError, Decision, Mesh
 from agentmesh._private.router import pool_member
+from agentmesh.audit import AuditEntry
 from agentmesh.protocols.a2a_tasks import to_value
 
 from .mesh_agents import DOCS, FLAKY, POLICY, Left, Tooler
@@ -37,17 +41,31 @@ def _call(skill: str, **args: object) -> Message:
     return message
 
 
-async def test_each_principal_is_vetted_by_its_own_member(ray_session: None) -> None:
-    async with Mesh([Left, Tooler], tools=[DOCS, FLAKY], policy=POLICY, security_pool=2) as mesh:
+async def _logged(mesh: Mesh) -> dict[str, list[Decision]]:
+    """Each security actor's decisions as its audit log holds them, by the log's writer."""
+    logs = {}
+    for head in await mesh.audit_heads():
+        header, *entries = Path(head.path).read_text(encoding="utf-8").splitlines()
+        writer = json.loads(header)["writer"]
+        logs[writer] = [AuditEntry.model_validate_json(line).decision for line in entries]
+    return logs
+
+
+async def test_each_principal_is_vetted_by_its_own_member(
+    ray_session: None, tmp_path: Path
+) -> None:
+    async with Mesh(
+        [Left, Tooler], tools=[DOCS, FLAKY], policy=POLICY, security_pool=2, audit_dir=tmp_path
+    ) as mesh:
         node = str(ray.get_runtime_context().get_node_id())
+        writers = [f"security-{node[:12]}-{member}" for member in (0, 1)]
         first, second = _named(1, 0, 2)[0], _named(1, 1, 2)[0]
         for principal in (first, second):
             task = await mesh.send("left", _call("echo", text="hi"), principal=principal)
             assert task.status.state == TaskState.TASK_STATE_COMPLETED
-        seen = []
-        for member in (0, 1):
-            decisions = await mesh._security[(node, member)].decisions.remote()
-            seen.append({d.principal for d in decisions if d.kind == "message"})
+        logs = await _logged(mesh)
+        assert sorted(logs) == writers  # one log per member
+        seen = [{d.principal for d in logs[w] if d.kind == "message"} for w in writers]
         assert first in seen[0] and first not in seen[1]
         assert second in seen[1] and second not in seen[0]
         # the mesh's own view merges every member's log
@@ -60,7 +78,8 @@ async def test_each_principal_is_vetted_by_its_own_member(ray_session: None) -> 
         )
         assert isinstance(found, str)
         member = pool_member("tooler", 2)
-        calls = await mesh._security[(node, member)].decisions.remote()
+        logs = await _logged(mesh)
+        calls = logs[writers[member]]
         assert any(d.kind == "tool_call" and d.principal == "tooler" for d in calls)
-        other = await mesh._security[(node, 1 - member)].decisions.remote()
+        other = logs[writers[1 - member]]
         assert not any(d.kind == "tool_call" for d in other)

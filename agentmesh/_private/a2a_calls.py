@@ -16,7 +16,7 @@ from typing import Any
 
 from a2a.types import Message
 
-from agentmesh._private.task_runner import text_parameter
+from agentmesh._private.skill_invoke import text_parameter
 from agentmesh.errors import UserError
 from agentmesh.protocols import a2a
 

@@ -23,7 +23,8 @@ from ray.actor import ActorHandle
 
 from agentmesh._private.grants import call_key, canonical
 from agentmesh._private.router import Peer, Router, await_ray
-from agentmesh._private.task_runner import CONTEXT_ID, TaskRunner
+from agentmesh._private.skill_invoke import CONTEXT_ID
+from agentmesh._private.task_runner import TaskRunner
 from agentmesh._private.task_scope import SCOPE
 from agentmesh._private.tool_channel import ToolChannelClient
 from agentmesh.agent import Agent

@@ -10,25 +10,18 @@ Calls from other tasks use the shared session; a connection that dies fails them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import os
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import httpx2
 import mcp_types
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
+from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
-from agentmesh._private.sandbox import check_sandbox_available, sandboxed_argv
+from agentmesh._private.mcp_transport import StderrTail, http_transport, stdio_transport
+from agentmesh._private.sandbox import check_sandbox_available
 from agentmesh.errors import (
     ToolCallError,
     ToolError,
@@ -38,118 +31,17 @@ from agentmesh.errors import (
 )
 
 if TYPE_CHECKING:
-    from mcp.client._transport import ReadStream, TransportStreams
-    from mcp.shared.message import SessionMessage
+    from mcp.client._transport import TransportStreams
 
-    from agentmesh.protocols.mcp import HttpServer, StdioServer
+    from agentmesh.protocols.mcp_config import HttpServer, StdioServer
 
 __all__ = ["ServerConnection"]
 
 logger = logging.getLogger("agentmesh.mcp")
 
 _CLIENT_INFO: Final = mcp_types.Implementation(name="agentmesh", version="0.1.0")
-_STDERR_TAIL_LINES: Final = 20
-_STDERR_TAIL_CHARS: Final = 4000
 _CLOSE_WAIT_S: Final = 15.0  # the stdio transport's own shutdown is bounded at about 6 s
 _TIMEOUT_SLACK_S: Final = 5.0
-_HTTP_TIMEOUT: Final = httpx2.Timeout(30.0, read=300.0)  # mcp's defaults for its own client
-
-
-class _StderrTail:
-    """Collects a stdio server's stderr through a pipe, keeping only the last lines."""
-
-    def __init__(self, server: str) -> None:
-        read_fd, write_fd = os.pipe()
-        self._read_file = os.fdopen(read_fd, "rb", buffering=0)
-        self.write_file: TextIO = os.fdopen(write_fd, "w")  # handed to the child as its stderr
-        self._server = server
-        self._lines: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
-        self._partial = ""
-        self._eof = asyncio.Event()
-        self._transport: asyncio.ReadTransport | None = None
-
-    async def start(self) -> None:
-        tail = self
-
-        class _Reader(asyncio.Protocol):
-            def data_received(self, data: bytes) -> None:
-                tail._feed(data.decode("utf-8", errors="replace"))
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                tail._eof.set()
-
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.connect_read_pipe(_Reader, self._read_file)
-
-    def _feed(self, text: str) -> None:
-        *lines, self._partial = (self._partial + text).split("\n")
-        for line in lines:
-            logger.debug("[%s stderr] %s", self._server, line)
-            self._lines.append(line)
-        self._partial = self._partial[-_STDERR_TAIL_CHARS:]
-
-    def close_write_end(self) -> None:
-        """Drop our copy of the pipe's write end, so the pipe ends when the server does."""
-        self.write_file.close()
-
-    async def drain(self, timeout_s: float) -> None:
-        """Wait briefly for the server's last stderr output (after it has exited)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._eof.wait(), timeout_s)
-
-    def text(self) -> str:
-        lines = [*self._lines, self._partial] if self._partial else list(self._lines)
-        return "\n".join(lines).strip()[-_STDERR_TAIL_CHARS:]
-
-    def close(self) -> None:
-        self.close_write_end()
-        if self._transport is not None:
-            self._transport.close()
-        else:
-            self._read_file.close()
-
-
-class _WatchedReadStream:
-    """Forwards the transport's read stream and reports when it ends: the server went away."""
-
-    def __init__(self, inner: ReadStream[SessionMessage | Exception], on_end: Callable[[], None]):
-        self._inner = inner
-        self._on_end = on_end
-
-    @property
-    def last_context(self) -> Any:  # the HTTP transport's per-message contextvars, if any
-        return getattr(self._inner, "last_context", None)
-
-    async def receive(self) -> SessionMessage | Exception:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end()
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def __aiter__(self) -> _WatchedReadStream:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> _WatchedReadStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -177,7 +69,7 @@ class ServerConnection:
         self._dead = asyncio.Event()
         self._closing = False
         self._cause: str | None = None
-        self._stderr: _StderrTail | None = None
+        self._stderr: StderrTail | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -224,7 +116,7 @@ class ServerConnection:
         cfg = self.config
         try:
             if cfg.transport == "stdio":
-                self._stderr = _StderrTail(self.name)
+                self._stderr = StderrTail(self.name)
                 await self._stderr.start()
             with anyio.CancelScope() as start_scope:
                 start_scope.deadline = anyio.current_time() + cfg.start_timeout_s
@@ -259,35 +151,9 @@ class ServerConnection:
     def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
         cfg = self.config
         if cfg.transport == "stdio":
-            return self._stdio_transport(cfg)
-        return self._http_transport(cfg)
-
-    @asynccontextmanager
-    async def _stdio_transport(self, cfg: StdioServer) -> AsyncIterator[TransportStreams]:
-        assert self._stderr is not None
-        if cfg.unsandboxed:
-            params = StdioServerParameters(
-                command=cfg.command[0], args=cfg.command[1:], env=dict(cfg.env) or None, cwd=cfg.cwd
-            )
-        else:
-            argv, env = sandboxed_argv(
-                cfg.command, cfg.sandbox, cwd=cfg.cwd, env=cfg.env, server=cfg.name
-            )
-            params = StdioServerParameters(command=argv[0], args=argv[1:], env=env)
-        try:
-            async with stdio_client(params, errlog=self._stderr.write_file) as (read, write):
-                self._stderr.close_write_end()  # the child holds its own copy now
-                yield _WatchedReadStream(read, self._lost), write
-        finally:
-            self._stderr.close_write_end()
-
-    @asynccontextmanager
-    async def _http_transport(self, cfg: HttpServer) -> AsyncIterator[TransportStreams]:
-        async with (
-            httpx2.AsyncClient(headers=dict(cfg.headers), timeout=_HTTP_TIMEOUT) as http,
-            streamable_http_client(cfg.url, http_client=http) as (read, write),
-        ):
-            yield _WatchedReadStream(read, self._lost), write
+            assert self._stderr is not None
+            return stdio_transport(cfg, self._stderr, self._lost)
+        return http_transport(cfg, self._lost)
 
     @staticmethod
     async def _list_tools(client: Client) -> list[mcp_types.Tool]:

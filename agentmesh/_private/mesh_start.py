@@ -1,4 +1,5 @@
-"""Starting the mesh's actors: agents placed by their resources, and the start-up probes.
+"""Starting the mesh's actors: the agent classes checked, agents placed by their resources,
+and the start-up probes.
 
 Kept apart from :mod:`agentmesh.mesh` so the mesh reads as what it offers; these are the
 mechanics of turning plain classes into placed, answering Ray actors.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import ray
@@ -17,10 +18,17 @@ from ray.actor import ActorHandle
 from agentmesh._private.host import AgentHost
 from agentmesh._private.router import await_ray
 from agentmesh.agent import Agent
-from agentmesh.errors import AgentUnavailableError, ModelError, PlacementError
-from agentmesh.inference import ModelInfo
+from agentmesh.errors import (
+    AgentUnavailableError,
+    ConfigError,
+    ModelError,
+    PlacementError,
+    UnknownModelError,
+)
+from agentmesh.inference import ModelInfo, ModelSpec
+from agentmesh.remote import RemoteAgent
 
-__all__ = ["await_started", "load_probe", "spawn_agent"]
+__all__ = ["await_started", "check_agents", "check_models", "load_probe", "spawn_agent"]
 
 T = TypeVar("T")
 
@@ -28,6 +36,31 @@ T = TypeVar("T")
 #: created as needed): as many as an async actor's default, so nested and parallel calls to one
 #: agent never queue behind each other.
 MAX_CONCURRENCY = 1000
+
+
+def check_agents(agents: Sequence[type[Agent]], remote_agents: Sequence[RemoteAgent]) -> None:
+    """ConfigError unless the mesh's members are Agent classes with unique names, none "user"."""
+    if not all(isinstance(cls, type) and issubclass(cls, Agent) for cls in agents):
+        raise ConfigError("agents must be Agent subclasses (the classes, not instances)")
+    for cls in agents:
+        if "skills" not in cls.__dict__:
+            cls._define()  # an empty class body skipped the check at definition
+    names = [cls.name for cls in agents] + [r.name for r in remote_agents if r.name]
+    if not names and not remote_agents:
+        raise ConfigError("a mesh needs at least one agent")
+    if dups := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"agent names must be unique; repeated: {dups}")
+    if "user" in names:
+        raise ConfigError("'user' is the driver's principal and cannot name an agent")
+
+
+def check_models(agents: Sequence[type[Agent]], model_specs: Mapping[str, ModelSpec]) -> None:
+    """UnknownModelError for an agent whose model the mesh does not configure."""
+    for cls in agents:
+        if cls.model is not None and cls.model not in model_specs:
+            raise UnknownModelError(
+                f"agent {cls.name!r} uses model {cls.model!r}; configured: {sorted(model_specs)}"
+            )
 
 
 def spawn_agent(cls: type[Agent], models: Mapping[str, ActorHandle]) -> ActorHandle:

@@ -1,0 +1,214 @@
+"""The actors of one running mesh: security actors per node, models, agents, and the router.
+
+Kept apart from :mod:`agentmesh.mesh` so the mesh reads as what it offers; this is the order
+they start in (the driver's security actors and tools first, then models, agents and remote
+agents, each placed and probed), how they are joined to each other, and how they stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import ray
+from a2a.types import AgentCard
+from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
+from agentmesh._private.model_service import launch_model_service
+from agentmesh._private.remote_host import spawn_remote_host
+from agentmesh._private.router import Peer, Router, await_ray, pool_member
+from agentmesh._private.security_actor import SecurityActor
+from agentmesh.agent import Agent
+from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError, UnknownToolError
+from agentmesh.inference import ModelSpec
+from agentmesh.planner import SkillInfo
+from agentmesh.protocols import a2a
+from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
+from agentmesh.remote import RemoteAgent
+from agentmesh.security import Policy
+from agentmesh.tools import ToolLimits
+
+__all__ = ["MeshActors", "SecuritySetup"]
+
+
+@dataclass(frozen=True)
+class SecuritySetup:
+    """What every security actor of a mesh is started with."""
+
+    policy: Policy
+    servers: Sequence[McpServerConfig]
+    limits: ToolLimits
+    pool: int
+    audit_dir: str
+    audit_key: bytes | None
+
+
+class MeshActors:
+    """The handles of a mesh's actors, filled by :meth:`start` and emptied by :meth:`close`."""
+
+    def __init__(self) -> None:
+        # ``security_pool`` security actors per node that hosts agents (and the driver's),
+        # keyed (node, member): each holds its own MCP sessions and vets its principals.
+        self.security: dict[tuple[str, int], ActorHandle] = {}
+        self.channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
+        self.models: dict[str, ActorHandle] = {}
+        self.agents: dict[str, ActorHandle] = {}
+        self.cards: dict[str, AgentCard] = {}
+        self.tools: list[ToolInfo] = []
+        self.router: Router | None = None
+
+    async def start(
+        self,
+        agent_classes: Sequence[type[Agent]],
+        remote_agents: Sequence[RemoteAgent],
+        model_specs: Mapping[str, ModelSpec],
+        *,
+        security: SecuritySetup,
+        start_timeout_s: float,
+        driver: str,
+    ) -> None:
+        """Start every actor and join the agents; ``driver`` is the principal the router
+        speaks as (no agent may take its name)."""
+        # The security actor of the driver's node first: a tool server that cannot start
+        # fails the mesh before any agent exists.
+        driver_node = str(ray.get_runtime_context().get_node_id())
+        await self.security_on(driver_node, security)
+        self.check_declared_tools(agent_classes)
+        for name, spec in model_specs.items():
+            self.models[name] = launch_model_service(name, spec)
+        for cls in agent_classes:
+            self.agents[cls.name] = spawn_agent(cls, self.models)
+        wants = {cls.name: str(cls.resources.model_dump()) for cls in agent_classes}
+        for remote in remote_agents:  # a refused card fails the start here
+            name, _card, handle = await spawn_remote_host(remote)
+            if name in self.agents or name == driver:
+                ray.kill(handle)
+                raise ConfigError(f"remote agent {remote.url} takes the name {name!r}, in use")
+            self.agents[name] = handle
+            wants[name] = f"remote agent at {remote.url}"
+        # A model that cannot load fails the start, not the first agent that uses it.
+        await await_started(
+            {f"model {n!r}": load_probe(n, h) for n, h in self.models.items()},
+            {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in model_specs.items()},
+            timeout_s=start_timeout_s,
+        )
+        card_probes: dict[str, Awaitable[bytes]] = {
+            name: await_ray(handle.card.remote(), what=f"agent {name!r}")
+            for name, handle in self.agents.items()
+        }
+        raw_cards = await await_started(card_probes, wants, timeout_s=start_timeout_s)
+        self.cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
+        directory = {
+            name: Peer(handle, frozenset(s.id for s in self.cards[name].skills))
+            for name, handle in self.agents.items()
+        }
+        nodes: list[str] = await asyncio.gather(
+            *(await_ray(h.node_id.remote(), what=n) for n, h in self.agents.items())
+        )
+        for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
+            await self.security_on(node, security)
+        guards = [
+            (node, pool_member(n, security.pool))
+            for n, node in zip(self.agents, nodes, strict=True)
+        ]
+        await asyncio.gather(
+            *(
+                await_ray(
+                    h.join.remote(directory, self.security[guard], self.channels[guard]), what=n
+                )
+                for (n, h), guard in zip(self.agents.items(), guards, strict=True)
+            )
+        )
+        pool = [self.security[(driver_node, i)] for i in range(security.pool)]
+        self.router = Router(driver, directory, pool[0], pool=pool)
+
+    async def security_on(self, node: str, security: SecuritySetup) -> None:
+        """Start the security actors of ``node`` (once), each with its own MCP sessions."""
+        if (node, 0) in self.security:
+            return
+        actor_cls = ray.remote(num_cpus=0)(SecurityActor).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        )
+        for member in range(security.pool):
+            actor = cast(
+                ActorHandle,
+                actor_cls.remote(
+                    security.policy,
+                    servers=security.servers,
+                    limits=security.limits,
+                    audit_dir=security.audit_dir,
+                    audit_key=security.audit_key,
+                    audit_writer=f"security-{node[:12]}-{member}",
+                ),
+            )
+            self.security[(node, member)] = actor
+        members = range(security.pool)
+        started: list[tuple[list[ToolInfo], str | None]] = await asyncio.gather(
+            *(
+                await_ray(self.security[(node, m)].start_tools.remote(), what="security actor")
+                for m in members
+            )
+        )
+        self.tools = self.tools or started[0][0]
+        for member, (_tools, channel) in zip(members, started, strict=True):
+            self.channels[(node, member)] = channel
+
+    def check_declared_tools(self, agent_classes: Sequence[type[Agent]]) -> None:
+        """UnknownToolError for an agent that declares a tool no MCP server offers."""
+        offered = [t.qualified_name for t in self.tools]
+        for cls in agent_classes:
+            for pattern in cls.tools:
+                if not fnmatch.filter(offered, pattern):
+                    raise UnknownToolError(
+                        f"agent {cls.name!r} declares tool {pattern!r}, which no MCP server "
+                        f"offers; tools: {offered}"
+                    )
+
+    def model(self, name: str) -> ActorHandle:
+        """The model service actor of ``name``; UnknownModelError naming the configured ones."""
+        if name not in self.models:
+            raise UnknownModelError(f"no model {name!r}; configured: {sorted(self.models)}")
+        return self.models[name]
+
+    def agent(self, name: str) -> ActorHandle:
+        """The actor of agent ``name``; UnknownAgentError naming the known ones."""
+        if name not in self.agents:
+            raise UnknownAgentError(name, known=list(self.agents))
+        return self.agents[name]
+
+    def catalog(self) -> list[SkillInfo]:
+        """Every skill of the started agents, with its schemas, as planners see it."""
+        infos = []
+        for name, card in self.cards.items():
+            schemas = a2a.card_skill_schemas(card)
+            for s in card.skills:
+                infos.append(
+                    SkillInfo(
+                        agent=name,
+                        skill=s.id,
+                        description=s.description,
+                        input_schema=schemas.get(s.id, {}).get("input", {}),
+                        output_schema=schemas.get(s.id, {}).get("output", {}),
+                    )
+                )
+        return infos
+
+    async def close(self) -> None:
+        """Stop every actor (whatever started of them) and forget the handles."""
+        # a dead security actor has no MCP sessions left to close
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*(a.close.remote() for a in self.security.values())), timeout=10
+            )
+        for handle in [*self.agents.values(), *self.models.values(), *self.security.values()]:
+            ray.kill(handle)
+        self.agents.clear()
+        self.models.clear()
+        self.security.clear()
+        self.router = None
