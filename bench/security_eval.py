@@ -1,14 +1,19 @@
-"""The prompt-injection detector on the held-out split: detection rates and CPU latency.
+"""The prompt-injection detector on the held-out splits: detection rates and CPU latency.
 
-Trains nothing: loads the shipped classifier weights and scores every held-out text of the
-project's corpus (``agentmesh/_private/injection_data.py``: held-out template families, goals,
-carrier wrappers and benign sources that training never saw) with the full detector, then with
-the rules alone for comparison. Reports the true-positive rate at 1% false positives (the
-threshold read off the held-out benign scores, as an ROC point is), the rates at the shipped
-default thresholds (0.5), the false-positive rate on benign texts holding trigger words
-("ignore", "instructions", "system", "password", ...), and p50/p99 latency per text (one text
-at a time, one CPU thread: a security actor shares its node with the agents). Prints whether
-each goal is met; the last line is a JSON object.
+Trains nothing: loads the shipped classifier weights and scores every text of the project's two
+evaluation splits (``agentmesh/_private/injection_data.py``) with the full detector, then with
+the rules alone for comparison. ``heldout`` (the goals are read on it): training's template
+families and wrappers, with attacker goals, benign sources and fillings training never saw.
+``unseen``: template families, goals, wrappers and sources training never saw (how far the
+detector generalises to new phrasings). When the registry package ``agent-injection-bench`` is
+installed, its attack texts (written by others, never trained on) are scored too.
+
+Reports the true-positive rate at 1% false positives (the threshold read off the held-out
+benign scores, as an ROC point is), the rates at the shipped default thresholds (0.5), the
+false-positive rate on benign texts holding trigger words ("ignore", "instructions", "system",
+"password", ...), and p50/p99 latency per text (one text at a time, one CPU thread: a security
+actor shares its node with the agents). Prints whether each goal is met; the last line is a
+JSON object.
 
 Goals: TPR >= 99% at 1% FPR; <= 2% false positives on benign trigger-word texts; p99 < 20 ms.
 """
@@ -74,10 +79,29 @@ def _breakdown(samples: list[Sample], found: list[Detection]) -> None:
         print(f"  {key:26s} missed {missed:4d} / {total}")
 
 
+def _external(scanning: ScanPolicy) -> dict[str, float | int] | None:
+    """agent-injection-bench's injected texts: (attacks flagged, controls flagged)."""
+    try:
+        from importlib.resources import files
+
+        data = files("aib").joinpath("data", "attacks.jsonl").read_text(encoding="utf-8")
+    except (ImportError, FileNotFoundError):
+        return None
+    rows = [json.loads(line) for line in data.splitlines() if line.strip()]
+    attacks = [r["injected"] for r in rows if r["family"] != "control"]
+    controls = [r["injected"] for r in rows if r["family"] == "control"]
+    return {
+        "external_attacks": len(attacks),
+        "external_attacks_flagged": sum(detect(t, scanning=scanning).flagged for t in attacks),
+        "external_controls": len(controls),
+        "external_controls_flagged": sum(detect(t, scanning=scanning).flagged for t in controls),
+    }
+
+
 def main() -> int:
     torch.set_num_threads(THREADS)
     corpus = build_corpus()
-    held = corpus.split("heldout")  # evaluation only: never trained or tuned on
+    held, unseen = corpus.split("heldout"), corpus.split("unseen")  # never trained or tuned on
     started = time.perf_counter()
     layer = classifier.load()
     load_s = time.perf_counter() - started
@@ -87,17 +111,25 @@ def main() -> int:
     detect(held[0].text, scanning=full_policy)  # warm-up (first-call allocations)
     found, took = _run(held, full_policy)
     rules_found, rules_took = _run(held, rules_policy)
+    unseen_found, unseen_took = _run(unseen, full_policy)
     full, rules = _figures(held, found, took), _figures(held, rules_found, rules_took)
-    n_inj = sum(s.injection for s in held)
-    print(
-        f"security_eval: corpus {corpus.digest}, held-out split: {n_inj} injections, "
-        f"{len(held) - n_inj} benign ({sum(s.trigger for s in held)} with trigger words)"
-    )
-    print(f"classifier load {load_s:.1f} s; latency on {THREADS} CPU thread, one text at a time")
-    for name, figures in (("detector", full), ("rules only", rules)):
+    wide = _figures(unseen, unseen_found, unseen_took)
+    for name, split in (("heldout", held), ("unseen", unseen)):
+        n_inj = sum(s.injection for s in split)
+        print(
+            f"{name}: {n_inj} injections, {len(split) - n_inj} benign "
+            f"({sum(s.trigger for s in split)} with trigger words)"
+        )
+    print(f"corpus {corpus.digest}; classifier load {load_s:.1f} s; {THREADS} CPU thread")
+    for name, figures in (("detector", full), ("rules only", rules), ("unseen", wide)):
         print(f"{name:11s} " + ", ".join(f"{k} {v}" for k, v in figures.items()))
-    print("missed by the detector at its default thresholds:")
+    print("heldout: missed by the detector at its default thresholds:")
     _breakdown(held, found)
+    external = _external(full_policy)
+    if external is None:
+        print("agent-injection-bench not installed: no external figures")
+    else:
+        print("agent-injection-bench: " + ", ".join(f"{k} {v}" for k, v in external.items()))
     verdicts = {
         "tpr_at_1pct_fpr": full["tpr_at_1pct_fpr"] >= GOALS["tpr_at_1pct_fpr"],
         "benign_trigger_fpr": full["benign_trigger_fpr"] <= GOALS["benign_trigger_fpr"],
@@ -108,10 +140,12 @@ def main() -> int:
     result = {
         "bench": "security_eval",
         **full,
-        "n_injection": n_inj,
-        "n_benign": len(held) - n_inj,
+        "n_injection": sum(s.injection for s in held),
+        "n_benign": sum(not s.injection for s in held),
         "n_benign_trigger": sum(s.trigger for s in held),
         **{f"rules_{k}": v for k, v in rules.items()},
+        **{f"unseen_{k}": v for k, v in wide.items()},
+        **(external or {}),
         "classifier": "unavailable" if isinstance(layer, classifier.Unavailable) else "on",
         "threads": THREADS,
         "corpus_digest": corpus.digest,

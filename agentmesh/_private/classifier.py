@@ -44,6 +44,7 @@ __all__ = [
     "Unavailable",
     "Weights",
     "load",
+    "readable",
     "rules_row",
     "segments",
     "segments_of",
@@ -107,13 +108,28 @@ def _pieces(text: str, max_chars: int) -> Iterator[str]:
             yield piece
 
 
+def readable(piece: str) -> bool:
+    """Whether a piece reads as words: encoded runs (hex, base64, %-escapes) do not, and the
+    scanner appends their decoded text, which is what the classifier should judge. Left in,
+    an encoded run teaches the model "encoded means hostile", and benign encoded text (a
+    checksum, an attachment, a hex dump) is flagged for its look."""
+    tokens = piece.split()
+    wordy = sum(len(t) for t in tokens if len(t) <= 24 and _letters(t) >= 0.6 * len(t))
+    return bool(tokens) and wordy >= 0.4 * sum(map(len, tokens))
+
+
+def _letters(token: str) -> int:
+    return sum(c.isalpha() for c in token)
+
+
 def segments(text: str, *, max_chars: int, limit: int) -> list[str]:
     """Sentences, a short one joined to the next (up to ``max_chars``); past ``limit`` segments,
     the ``limit`` with the most cue words (ties: the earlier), in text order. Linear in the
     text. Sentence-sized, so an injected sentence is not averaged with its benign neighbours.
+    Pieces that do not read as words (:func:`readable`) are left out.
     """
     chunks: list[str] = []
-    for piece in _pieces(text, max_chars):
+    for piece in filter(readable, _pieces(text, max_chars)):
         if chunks and len(chunks[-1]) < _SHORT and len(chunks[-1]) + 1 + len(piece) <= max_chars:
             chunks[-1] += " " + piece
         else:

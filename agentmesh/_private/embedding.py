@@ -168,7 +168,11 @@ def fast_dtype() -> str:
 
 
 def load_minilm(
-    *, max_tokens: int = 256, pooling: str = "mean", dtype: str = "float32", layers: int | None = None
+    *,
+    max_tokens: int = 256,
+    pooling: str = "mean",
+    dtype: str = "float32",
+    layers: int | None = None,
 ) -> MiniLM:
     """The model from the installed package; ImportError when torch or the package is missing.
     ``dtype`` "auto" picks :func:`fast_dtype`; ``layers`` runs only the first few layers."""

@@ -76,6 +76,8 @@ _TRIPLE = re.compile(r'"""(.{100,4000}?)"""', re.DOTALL)
 _CODE_CHARS = frozenset("[]{}=_<>#`|\\/*;$@")
 _CODE = re.compile(r"\b(?:def|self\.|elif|lambda)\b|->|>>>")
 _OFF_TOPIC = re.compile(r"prompt[\s-]*injection|jailbreak", re.IGNORECASE)
+#: Distributions that are not benign text: this project, and the external attack set.
+_NOT_SOURCES = frozenset({"agentmesh", "agent-injection-bench"})
 _FILES_PER_SOURCE = 60
 _PARAS_PER_SOURCE = 40  # and as many again that hold trigger words
 _ADDRS = ("collector@exfil-mail.net", "backup-team@secure-archive.io", "ops@data-sync.biz")
@@ -174,7 +176,7 @@ def _sources() -> dict[str, tuple[str, ...]]:
     dists = {}
     for dist in importlib.metadata.distributions():
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name and name not in dists and name != "agentmesh":
+        if name and name not in dists and name not in _NOT_SOURCES:
             dists[name] = dist
     for name, dist in dists.items():
         files = sorted(str(f) for f in dist.files or () if str(f).endswith(".py"))

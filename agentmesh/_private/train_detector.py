@@ -130,24 +130,34 @@ def train_mlp(
     seed: int,
     dropout: float = 0.3,
     weight_decay: float = 0.01,
+    batch: int = 256,
 ) -> dict[str, torch.Tensor]:
     """A one-hidden-layer MLP on segments, trained on the texts' labels through the max over
-    each text's segments (multiple-instance learning); full batch, AdamW, dropout on the
-    inputs, classes weighted to count equally."""
+    each text's segments (multiple-instance learning); mini-batches of ``batch`` texts, AdamW,
+    dropout on the inputs, classes weighted to count equally."""
     import torch
 
     torch.manual_seed(seed)
     first, last = torch.nn.Linear(rows.x.shape[1], hidden), torch.nn.Linear(hidden, 1)
     model = torch.nn.Sequential(torch.nn.Dropout(dropout), first, torch.nn.ReLU(), last)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=0.003, weight_decay=weight_decay)
     positives = float(y.sum())
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(y) - positives) / positives))
+    # the rows of each text, so a batch of texts takes all of their segments
+    order = torch.argsort(rows.owner, stable=True)
+    starts = torch.searchsorted(rows.owner[order], torch.arange(len(y) + 1))
     model.train()
     for _ in range(epochs):
-        optimiser.zero_grad()
-        loss = loss_fn(_text_logits(model(rows.x).squeeze(1), rows.owner, len(y)), y)
-        loss.backward()
-        optimiser.step()
+        for texts in torch.randperm(len(y)).split(batch):
+            picked = torch.cat([order[starts[t] : starts[t + 1]] for t in texts.tolist()])
+            renumber = torch.full((len(y),), -1, dtype=torch.long)
+            renumber[texts] = torch.arange(len(texts))
+            logits = model(rows.x[picked]).squeeze(1)
+            owners = renumber[rows.owner[picked]]
+            optimiser.zero_grad()
+            loss = loss_fn(_text_logits(logits, owners, len(texts)), y[texts])
+            loss.backward()
+            optimiser.step()
     return {
         "w1": first.weight.detach(),
         "b1": first.bias.detach(),
@@ -200,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-segments", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--pooling", choices=POOLINGS, default="mean_max")
-    parser.add_argument("--layers", type=int, default=6, help="encoder layers run (0..6)")
-    parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--layers", type=int, default=2, help="encoder layers run (0..6)")
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--cache", type=Path, help="folder for computed features (speeds reruns)")
