@@ -223,6 +223,14 @@ class Mesh:
         )
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self._security_on(node)
+        local = {cls.name for cls in self.agent_classes}
+        if remotes := [name for name in self._agents if name not in local]:
+            await asyncio.gather(  # a message to a remote agent leaves the mesh: checked so
+                *(
+                    await_ray(a.set_remote_agents.remote(remotes), what="security actor")
+                    for a in self._security.values()
+                )
+            )
         guards = [
             (node, pool_member(n, self.security_pool))
             for n, node in zip(self._agents, nodes, strict=True)

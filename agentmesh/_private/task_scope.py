@@ -64,6 +64,9 @@ class TaskScope:
     """The task's tool calls that ran, in order: a rerun after a resume replays them instead
     of running them again, so an approved transfer is not made twice."""
     replayed: int = field(init=False, default=0)
+    run: str = ""
+    """The context id of the task's first request: the key of what the security actor
+    remembers this run read from untrusted sources (the exfiltration copy check)."""
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -97,7 +100,8 @@ class TaskScope:
         if approvals:
             self.approvals[key] -= 1  # each approval is good for one call
         grant = list(self.grant) if self.grant is not None else None
-        return {"grant": grant, "label": self.label, "approvals": approvals}
+        extras = {"grant": grant, "label": self.label, "approvals": approvals}
+        return extras | ({"context": self.run} if self.run else {})
 
 
 #: The scope of the task being served (set where the skill starts, like CONTEXT_ID).
@@ -145,7 +149,9 @@ def resumed_scope(scope: TaskScope, message: Message, sender: str) -> TaskScope:
     answer = request_scope(message, sender).label
     label = (scope.origin or scope.label).join(answer)
     granted = Counter(scope.granted)
-    return TaskScope(label=label, grant=scope.grant, granted=granted, journal=list(scope.journal))
+    return TaskScope(
+        label=label, grant=scope.grant, granted=granted, journal=list(scope.journal), run=scope.run
+    )
 
 
 def take_approval(
