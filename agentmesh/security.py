@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agentmesh._private import exfiltration, grants, policy_io
-from agentmesh._private.copy_memory import CopyMemory
 from agentmesh._private.exfil_policy import ExfiltrationPolicy
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
 from agentmesh._private.limits import BreakerStatus, Limiter, LimitsPolicy
@@ -41,7 +40,7 @@ from agentmesh.errors import (
     ToolCallBlocked,
 )
 from agentmesh.grants import ToolGrant, ToolLabel
-from agentmesh.provenance import Label, Trust
+from agentmesh.provenance import Label
 
 if TYPE_CHECKING:
     from agentmesh.audit import AuditLog
@@ -250,9 +249,8 @@ class SecurityMonitor:
         self._quarantine: dict[str, QuarantineItem] = {}
         self._seq = 0
         self._lock = threading.Lock()
-        # what each run read from untrusted sources, for the copy check (bounded)
-        self._copies = CopyMemory(policy.exfiltration.copy_min_words)
-        self._remote: frozenset[str] = frozenset()
+        # the exfiltration checks' state: what each run read (bounded), the remote agents
+        self._outbound = exfiltration.OutboundGuard(policy)
         # every decision also goes to this tamper-evident log (redacted), in seq order
         self._audit = audit
 
@@ -270,17 +268,7 @@ class SecurityMonitor:
 
     def set_remote_agents(self, names: Collection[str]) -> None:
         """The mesh members that are remote A2A agents: a message to one leaves the mesh."""
-        self._remote = frozenset(names)
-
-    def _path(self, sender: str, recipient: str) -> str | None:
-        """The ``exfiltration.checks`` entry of a message or reply; None: it comes in."""
-        if _is_user(sender) or sender in self._remote:
-            return None
-        if recipient in self._remote:
-            return "remote_messages"
-        if recipient.startswith("user:"):
-            return "gateway_replies"
-        return None if recipient == "user" else "internal_messages"
+        self._outbound.remote = frozenset(names)
 
     def vet_message(
         self,
@@ -296,23 +284,13 @@ class SecurityMonitor:
         (``label``: the parts' provenance; ``context``: the run), the limits, the scanner."""
         target = f"{recipient}.{skill}"
         gate = gate_message(self._policy, sender, recipient, skill)
-        if (path := self._path(sender, recipient)) is not None:
-            gate = exfiltration.judge_text(
-                self._policy,
-                gate,
-                path,
-                sender,
-                target,
-                content,
-                label=label,
-                memory=self._copies,
-                context=context,
-            )
+        gate = self._outbound.text(
+            gate, sender, recipient, target, content, label=label, context=context
+        )
         gate = self._limits.admit(gate, sender, target=target, tool=False)
         judgement = screen(gate, content, self._policy, "on_message")
         decision = self._record("message", sender, target, content, judgement)
-        if _is_user(sender) and decision.verdict is Verdict.ALLOW:  # the user's own words
-            self._copies.remember(context, content, trusted=True, source=sender)
+        self._outbound.heard(decision, content, context)
         return decision
 
     def vet_reply(
@@ -328,24 +306,14 @@ class SecurityMonitor:
         refused leak counts against the replier's circuit breaker."""
         target = f"{replier}.{skill}"
         gate = Judgement(Verdict.ALLOW, "scanning.on_reply", f"reply to {recipient!r}")
-        if (path := self._path(replier, recipient)) is not None:
-            gate = exfiltration.judge_text(
-                self._policy,
-                gate,
-                path,
-                replier,
-                target,
-                content,
-                label=None,
-                memory=self._copies,
-                context=context,
-            )
-            if gate.verdict != Verdict.ALLOW:
-                gate = self._limits.admit(gate, replier, target=target, tool=False)
+        gate = self._outbound.text(
+            gate, replier, recipient, target, content, label=None, context=context
+        )
+        if gate.rule.startswith("exfil."):  # a leak refused counts against the replier
+            gate = self._limits.admit(gate, replier, target=target, tool=False)
         judgement = screen(gate, content, self._policy, "on_reply")
         decision = self._record("reply", replier, target, content, judgement)
-        if replier in self._remote and decision.verdict is Verdict.ALLOW:
-            self._copies.remember(context, content, trusted=False, source=f"remote:{replier}")
+        self._outbound.heard(decision, content, context)
         return decision
 
     def vet_tool_call(
@@ -372,18 +340,10 @@ class SecurityMonitor:
             self._policy, gate, tool, arguments, grant=grant, label=label, approvals=approvals
         )
         if gate.rule != grants.APPROVAL_RULE:  # already waiting for a human: one question
-            gate = exfiltration.judge_call(
-                self._policy,
-                gate,
-                agent,
-                tool,
-                arguments,
-                grant=grant,
-                label=label,
-                approvals=approvals,
-                memory=self._copies,
-                context=context,
-            )
+            gate = self._outbound.call(
+                gate, agent, tool, arguments, grant=grant, label=label,
+                approvals=approvals, context=context,
+            )  # fmt: skip
         if not _awaits_approval(gate.rule):
             gate = self._limits.admit(gate, agent, target=tool, tool=True)
         judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
@@ -397,9 +357,7 @@ class SecurityMonitor:
         gate = Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
         judgement = screen(gate, content, self._policy, "on_tool_result")
         decision = self._record("tool_result", agent, tool, content, judgement)
-        trust = grants.tool_label(self._policy, tool).result_trust
-        if decision.verdict is Verdict.ALLOW and trust is not Trust.TRUSTED:
-            self._copies.remember(context, content, trusted=False, source=f"tool:{tool}")
+        self._outbound.heard(decision, content, context)
         return decision
 
     def reset_breaker(self, agent: str) -> bool:
@@ -465,10 +423,6 @@ class SecurityMonitor:
                     at=decision.at,
                 )
         return decision
-
-
-def _is_user(principal: str) -> bool:
-    return principal == "user" or principal.startswith("user:")
 
 
 def _awaits_approval(rule: str) -> bool:

@@ -46,19 +46,36 @@ from agentmesh._private.grants import call_key, tool_label
 from agentmesh._private.judge import Judgement
 from agentmesh._private.scanner import Finding
 from agentmesh.grants import Effect, ToolGrant
-from agentmesh.provenance import Label
+from agentmesh.provenance import Label, Trust
 
 if TYPE_CHECKING:
-    from agentmesh.security import Policy
+    from agentmesh.security import Decision, Policy
 
 __all__ = [
     "OutboundFinding",
+    "OutboundGuard",
     "check_outbound",
-    "judge_call",
-    "judge_text",
+    "is_user",
+    "outbound_path",
 ]
 
 _ALLOW = "allow"
+
+
+def is_user(principal: str) -> bool:
+    """The driver (``user``) or an A2A gateway caller (``user:<name>``)."""
+    return principal == "user" or principal.startswith("user:")
+
+
+def outbound_path(sender: str, recipient: str, remote: Collection[str]) -> str | None:
+    """The ``exfiltration.checks`` entry of a message or reply; None: it comes in."""
+    if is_user(sender) or sender in remote:
+        return None
+    if recipient in remote:
+        return "remote_messages"
+    if recipient.startswith("user:"):
+        return "gateway_replies"
+    return None if recipient == "user" else "internal_messages"
 
 
 class _Found(NamedTuple):
@@ -154,66 +171,88 @@ def _kinds(kinds: list[ExfilKind], cfg: ExfiltrationPolicy, label: Label | None)
     return {k for k in kinds if not (trusted and k in cfg.untrusted_only)}
 
 
-def judge_call(
-    policy: Policy,
-    gate: Judgement,
-    agent: str,
-    tool: str,
-    payload: str,
-    *,
-    grant: Sequence[ToolGrant] | None,
-    label: Label | None,
-    approvals: Collection[str],
-    memory: CopyMemory | None,
-    context: str | None,
-) -> Judgement:
-    """Narrow an allowed tool call's verdict by what its arguments would send out."""
-    if gate.verdict != _ALLOW or not policy.exfiltration.enabled:
-        return gate
-    cfg = policy.exfiltration.effective(agent, tool)
-    entry = tool_label(policy, tool)
-    checks = cfg.checks.tool_calls
-    if entry.effect is Effect.READ_ONLY:
-        checks = cfg.checks.read_only_tool_calls
-    kinds = _kinds(checks, cfg, label)
-    try:
-        parsed = json.loads(payload)
-    except ValueError:
-        parsed = payload
-    args = parsed if isinstance(parsed, dict) else {"(arguments)": parsed}
-    pinned = _pinned(grant, tool, args)
-    sensitive = entry.sensitive if entry.sensitive is not None else list(args)
-    if pinned and all(name in pinned for name in sensitive if name in args):
-        kinds &= {ExfilKind.SECRET}  # the plan fixed where it goes: it goes to the user's
-    found = [
-        f
-        for name, value in args.items()
-        if name not in pinned
-        for path, text in _strings(value, name)
-        for f in _find(text, f"argument {path!r}", kinds, cfg, memory, context)
-    ]
-    return _verdict(gate, found, cfg, approved=call_key(tool, payload) in approvals)
+class OutboundGuard:
+    """The checks with their state, for one security monitor: what each run read (the copy
+    memory) and which mesh members are remote agents."""
 
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.memory = CopyMemory(policy.exfiltration.copy_min_words)
+        self.remote: frozenset[str] = frozenset()
 
-def judge_text(
-    policy: Policy,
-    gate: Judgement,
-    path: str,
-    principal: str,
-    target: str,
-    content: str,
-    *,
-    label: Label | None,
-    memory: CopyMemory | None,
-    context: str | None,
-) -> Judgement:
-    """Narrow an allowed message's or reply's verdict; ``path`` names its ``checks`` entry."""
-    if gate.verdict != _ALLOW or not policy.exfiltration.enabled:
-        return gate
-    cfg = policy.exfiltration.effective(principal, target)
-    kinds = _kinds(getattr(cfg.checks, path), cfg, label)
-    found = list(_find(content, "the content", kinds, cfg, memory, context))
-    return _verdict(gate, found, cfg, approved=None)
+    def call(
+        self,
+        gate: Judgement,
+        agent: str,
+        tool: str,
+        payload: str,
+        *,
+        grant: Sequence[ToolGrant] | None,
+        label: Label | None,
+        approvals: Collection[str],
+        context: str | None,
+    ) -> Judgement:
+        """Narrow an allowed tool call's verdict by what its arguments would send out."""
+        if gate.verdict != _ALLOW or not self.policy.exfiltration.enabled:
+            return gate
+        cfg = self.policy.exfiltration.effective(agent, tool)
+        entry = tool_label(self.policy, tool)
+        read_only = entry.effect is Effect.READ_ONLY
+        kinds = _kinds(
+            cfg.checks.read_only_tool_calls if read_only else cfg.checks.tool_calls, cfg, label
+        )
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            parsed = payload
+        args = parsed if isinstance(parsed, dict) else {"(arguments)": parsed}
+        pinned = _pinned(grant, tool, args)
+        sensitive = entry.sensitive if entry.sensitive is not None else list(args)
+        if pinned and all(name in pinned for name in sensitive if name in args):
+            kinds &= {ExfilKind.SECRET}  # the plan fixed where it goes: it goes to the user's
+        found = [
+            f
+            for name, value in args.items()
+            if name not in pinned
+            for path, text in _strings(value, name)
+            for f in _find(text, f"argument {path!r}", kinds, cfg, self.memory, context)
+        ]
+        return _verdict(gate, found, cfg, approved=call_key(tool, payload) in approvals)
+
+    def text(
+        self,
+        gate: Judgement,
+        sender: str,
+        recipient: str,
+        target: str,
+        content: str,
+        *,
+        label: Label | None,
+        context: str | None,
+    ) -> Judgement:
+        """Narrow an allowed message's or reply's verdict, if it goes out (``outbound_path``)."""
+        path = outbound_path(sender, recipient, self.remote)
+        if path is None or gate.verdict != _ALLOW or not self.policy.exfiltration.enabled:
+            return gate
+        cfg = self.policy.exfiltration.effective(sender, target)
+        kinds = _kinds(getattr(cfg.checks, path), cfg, label)
+        found = list(_find(content, "the content", kinds, cfg, self.memory, context))
+        return _verdict(gate, found, cfg, approved=None)
+
+    def heard(self, decision: Decision, content: str, context: str | None) -> None:
+        """Remember what a run let in: the user's own words (trusted), remote agents' replies
+        and tool results the policy does not trust."""
+        if decision.verdict != _ALLOW:
+            return
+        who, kind, target = decision.principal, decision.kind, decision.target
+        if kind == "message" and is_user(who):
+            self.memory.remember(context, content, trusted=True, source=who)
+        elif kind == "reply" and who in self.remote:
+            self.memory.remember(context, content, trusted=False, source=f"remote:{who}")
+        elif kind == "tool_result" and (
+            tool_label(self.policy, target).result_trust is not Trust.TRUSTED
+        ):
+            self.memory.remember(context, content, trusted=False, source=f"tool:{target}")
 
 
 class OutboundFinding(BaseModel):

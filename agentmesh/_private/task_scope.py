@@ -21,6 +21,7 @@ from typing import Any
 from a2a.types import Message, Part
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
+from agentmesh._private.redact import redact
 from agentmesh.errors import ApprovalDenied, ApprovalRequired, InputRequired, UserError
 from agentmesh.grants import ToolGrant
 from agentmesh.protocols.a2a_tasks import META_KEY
@@ -172,12 +173,16 @@ def take_approval(
 
 def approval_question(error: ApprovalRequired) -> InputRequired:
     """The question an approval puts to the user (the call's arguments shown, shortened)."""
-    shown = json.dumps(error.arguments or {}, sort_keys=True, ensure_ascii=False)
+    shown = redact(json.dumps(error.arguments or {}, sort_keys=True, ensure_ascii=False))
     if len(shown) > 400:
         shown = shown[:397] + "..."
+    why = "The task has read untrusted data, which may have chosen them."
+    decision = error.decision
+    if decision is not None and decision.rule.startswith("exfil."):
+        why = f"They may send data out: {decision.reason}."  # already redacted
     prompt = (
-        f"Approve the call of tool {error.tool!r} with arguments {shown}? The task has read "
-        f"untrusted data, which may have chosen them. Answer {APPROVE_FIELD}=true or false."
+        f"Approve the call of tool {error.tool!r} with arguments {shown}? {why} "
+        f"Answer {APPROVE_FIELD}=true or false."
     )
     return InputRequired(prompt, field=APPROVE_FIELD)
 
