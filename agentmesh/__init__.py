@@ -105,7 +105,6 @@ from agentmesh.tools import ToolLimits
 __version__ = "0.1.0"
 
 __all__ = [
-    "OutboundFinding",
     "USER",
     "Agent",
     "AgentContext",
@@ -145,6 +144,7 @@ __all__ = [
     "NodeRecord",
     "NodeStatus",
     "OneOf",
+    "OutboundFinding",
     "PlacementError",
     "Plan",
     "PlanStep",

@@ -96,7 +96,7 @@ def _find(
         for host, data, url in dict.fromkeys(find_hosts(text)):
             if not host_allowed(host, cfg.allowed_hosts):
                 note = " with data in its path or query" if data else ""
-                what = f"{where} sends a URL{note} to host {host!r}, not in allowed_hosts"
+                what = f"{where} sends a URL{note} to host {host[:80]!r}, not in allowed_hosts"
                 yield _Found(ExfilKind.URL, what, url[:160])
     if ExfilKind.EMAIL in kinds:
         for address in dict.fromkeys(find_emails(text)):
@@ -129,7 +129,7 @@ def _strings(value: JsonValue, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _pinned(grant: Sequence[ToolGrant] | None, tool: str, args: dict[str, JsonValue]) -> set[str]:
-    """The arguments the node's plan grant fixes (the user's values, not the data's); None
+    """The arguments the node's plan grant fixes (the user's values, not the data's); empty
     when no grant covers the call."""
     for g in grant or ():
         if g.covers(tool) and not g.refused_arguments(args):
