@@ -14,9 +14,9 @@ vetted by different actors (a pool, several nodes) is remembered in pieces.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +32,10 @@ def words(text: str) -> list[str]:
 
 
 def _shingles(text: str, n: int) -> list[int]:
-    w = words(text)
-    return [
-        int.from_bytes(hashlib.blake2b(" ".join(w[i : i + n]).encode(), digest_size=8).digest())
-        for i in range(len(w) - n + 1)
-    ]
+    """A 64-bit hash of every run of ``n`` words. Deterministic across processes (CRC-32 per
+    word, then the tuple hash of ints, which Python does not salt) so a pickled memory holds."""
+    ids = [zlib.crc32(w.encode()) for w in words(text)]
+    return [hash(tuple(ids[i : i + n])) for i in range(len(ids) - n + 1)]
 
 
 @dataclass
