@@ -3,8 +3,11 @@ of what is recorded, and a hijacked agent in a real mesh trying to send data out
 
 from __future__ import annotations
 
+import importlib.resources
 import json
+import re
 import sys
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,19 @@ def test_check_outbound_outside_a_mesh() -> None:
 def test_the_default_pack_spells_out_the_defaults() -> None:
     assert load_policy("default").exfiltration == ExfiltrationPolicy()
     assert load_policy("demo").exfiltration.overrides[0].targets == ["docs.*"]
+
+
+def test_the_documented_examples_parse() -> None:
+    default_yaml = importlib.resources.files("agentmesh.policies") / "default.yaml"
+    lines = default_yaml.read_text().split("\nexfiltration:", 1)[1].splitlines()
+    example = [line.removeprefix("    # ") for line in lines if line.startswith("    # ")]
+    body = textwrap.indent("\n".join(example[1:]), "    ")
+    overrides = Policy.from_yaml(f"name: d\nexfiltration:\n  overrides:\n{body}\n")
+    assert overrides.exfiltration.overrides[1].allowed_emails == ["*@mycompany.example"]
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    [block] = re.findall(r"```yaml\n(exfiltration:.*?)```", readme, flags=re.S)
+    section = Policy.from_yaml("name: readme\n" + block).exfiltration
+    assert section.on_copied_untrusted == "approve" and section.overrides[0].on_url == "approve"
 
 
 @pytest.mark.parametrize(
