@@ -5,6 +5,7 @@ their calls as A2A messages through a security actor, plugs MCP servers in as to
 local models, and executes planned task DAGs. Everything listed in ``__all__`` is the public API.
 """
 
+from agentmesh._private.exfiltration import OutboundFinding, check_outbound
 from agentmesh._private.redact import redact
 from agentmesh.a2a_gateway import (
     GatewayAuth,
@@ -145,6 +146,7 @@ __all__ = [
     "NodeRecord",
     "NodeStatus",
     "OneOf",
+    "OutboundFinding",
     "PlacementError",
     "Plan",
     "PlanStep",
@@ -204,6 +206,7 @@ __all__ = [
     "__version__",
     "build_a2a_app",
     "build_mcp_server",
+    "check_outbound",
     "check_tool_call",
     "default_model_path",
     "load_policy",

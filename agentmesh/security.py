@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from agentmesh._private import grants, policy_io
+from agentmesh._private import exfiltration, grants, policy_io
+from agentmesh._private.exfil_policy import ExfiltrationPolicy
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
 from agentmesh._private.limits import BreakerStatus, Limiter, LimitsPolicy
+from agentmesh._private.redact import redact
 from agentmesh._private.sandbox import check_path
 from agentmesh._private.scanner import Finding
 from agentmesh.errors import (
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BreakerStatus",
     "Decision",
+    "ExfiltrationPolicy",
     "Finding",
     "LimitsPolicy",
     "MessageRule",
@@ -155,6 +158,11 @@ class Policy(_Strict):
     side-effecting with every argument sensitive. An exact name wins over a glob."""
     limits: Annotated[LimitsPolicy, policy_io.none_to(LimitsPolicy)] = LimitsPolicy()
     """Rate limits, budgets and the circuit breaker (``_private/limits.py``); none by default."""
+    exfiltration: Annotated[ExfiltrationPolicy, policy_io.none_to(ExfiltrationPolicy)] = (
+        ExfiltrationPolicy()
+    )
+    """What may leave: URLs, addresses, secrets, copied untrusted data
+    (``_private/exfiltration.py``)."""
 
     def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
         """Index of the first message rule allowing this call, or None."""
@@ -249,6 +257,8 @@ class SecurityMonitor:
         self._quarantine: dict[str, QuarantineItem] = {}
         self._seq = 0
         self._lock = threading.Lock()
+        # the exfiltration checks' state: what each run read (bounded), the remote agents
+        self._outbound = exfiltration.OutboundGuard(policy)
         # every decision also goes to this tamper-evident log (redacted), in seq order
         self._audit = audit
 
@@ -264,18 +274,55 @@ class SecurityMonitor:
         """The policy this monitor enforces."""
         return self._policy
 
-    def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
-        """A skill call: the message rules first (whatever the content), then the scanner."""
-        gate = gate_message(self._policy, sender, recipient, skill)
-        gate = self._limits.admit(gate, sender, target=f"{recipient}.{skill}", tool=False)
-        judgement = screen(gate, content, self._policy, "on_message")
-        return self._record("message", sender, f"{recipient}.{skill}", content, judgement)
+    def set_remote_agents(self, names: Collection[str]) -> None:
+        """The mesh members that are remote A2A agents: a message to one leaves the mesh."""
+        self._outbound.remote = frozenset(names)
 
-    def vet_reply(self, replier: str, recipient: str, skill: str, content: str) -> Decision:
-        """A skill's reply going back to its caller: the scanner only."""
+    def vet_message(
+        self,
+        sender: str,
+        recipient: str,
+        skill: str,
+        content: str,
+        *,
+        label: Label | None = None,
+        context: str | None = None,
+    ) -> Decision:
+        """A skill call: the message rules first (whatever the content), then what would leave
+        (``label``: the parts' provenance; ``context``: the run), the limits, the scanner."""
+        target = f"{recipient}.{skill}"
+        gate = gate_message(self._policy, sender, recipient, skill)
+        gate = self._outbound.text(
+            gate, sender, recipient, target, content, label=label, context=context
+        )
+        gate = self._limits.admit(gate, sender, target=target, tool=False)
+        judgement = screen(gate, content, self._policy, "on_message")
+        decision = self._record("message", sender, target, content, judgement)
+        self._outbound.heard(decision, content, context)
+        return decision
+
+    def vet_reply(
+        self,
+        replier: str,
+        recipient: str,
+        skill: str,
+        content: str,
+        *,
+        context: str | None = None,
+    ) -> Decision:
+        """A skill's reply going back to its caller: what would leave, then the scanner. A
+        refused leak counts against the replier's circuit breaker."""
+        target = f"{replier}.{skill}"
         gate = Judgement(Verdict.ALLOW, "scanning.on_reply", f"reply to {recipient!r}")
+        gate = self._outbound.text(
+            gate, replier, recipient, target, content, label=None, context=context
+        )
+        if gate.rule.startswith("exfil."):  # a leak refused counts against the replier
+            gate = self._limits.admit(gate, replier, target=target, tool=False)
         judgement = screen(gate, content, self._policy, "on_reply")
-        return self._record("reply", replier, f"{replier}.{skill}", content, judgement)
+        decision = self._record("reply", replier, target, content, judgement)
+        self._outbound.heard(decision, content, context)
+        return decision
 
     def vet_tool_call(
         self,
@@ -286,26 +333,40 @@ class SecurityMonitor:
         grant: Sequence[ToolGrant] | None = None,
         label: Label | None = None,
         approvals: Collection[str] = (),
+        context: str | None = None,
     ) -> Decision:
         """A tool call: the policy's grant, the plan node's ``grant`` (None: not plan-locked)
-        and the task's provenance ``label`` (None: trusted), then the limits, then the scanner
-        over the arguments (exfiltration). ``approvals`` holds the exact calls a human
-        approved. A refusal of the grants counts against the circuit breaker; a call waiting
-        for a human's approval does not."""
+        and the task's provenance ``label`` (None: trusted), then the exfiltration checks
+        (what the arguments would send out; ``context``: the run, for the copy check), then
+        the limits, then the scanner over the arguments. ``approvals`` holds the exact calls a
+        human approved. The exfiltration checks come after the grants, so a call the plan or
+        provenance refuses is refused for that (the clearer reason), and before the limits,
+        so a leak refused counts against the circuit breaker and spends no budget. A refusal
+        counts against the breaker; a call waiting for a human's approval does not."""
         gate = gate_tool(self._policy, agent, tool)
         gate = grants.gate_call(
             self._policy, gate, tool, arguments, grant=grant, label=label, approvals=approvals
         )
-        if gate.rule != grants.APPROVAL_RULE:
+        if gate.rule != grants.APPROVAL_RULE:  # already waiting for a human: one question
+            gate = self._outbound.call(
+                gate, agent, tool, arguments, grant=grant, label=label,
+                approvals=approvals, context=context,
+            )  # fmt: skip
+        if not _awaits_approval(gate.rule):
             gate = self._limits.admit(gate, agent, target=tool, tool=True)
         judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
         return self._record("tool_call", agent, tool, arguments, judgement)
 
-    def vet_tool_result(self, agent: str, tool: str, content: str) -> Decision:
-        """A tool's result on its way to the agent: the scanner only."""
+    def vet_tool_result(
+        self, agent: str, tool: str, content: str, *, context: str | None = None
+    ) -> Decision:
+        """A tool's result on its way to the agent: the scanner only. An untrusted result let
+        through is remembered for the run's copy check."""
         gate = Judgement(Verdict.ALLOW, "scanning.on_tool_result", f"result for {agent!r}")
         judgement = screen(gate, content, self._policy, "on_tool_result")
-        return self._record("tool_result", agent, tool, content, judgement)
+        decision = self._record("tool_result", agent, tool, content, judgement)
+        self._outbound.heard(decision, content, context)
+        return decision
 
     def reset_breaker(self, agent: str) -> bool:
         """Close ``agent``'s circuit breaker and forget its violations; True if it was open."""
@@ -350,9 +411,12 @@ class SecurityMonitor:
                 principal=principal,
                 target=target,
                 verdict=verdict,
-                reason=judgement.reason,
+                # redacted at the source: decisions travel in errors, logs and Mesh.decisions()
+                reason=redact(judgement.reason),
                 rule=judgement.rule,
-                findings=list(judgement.findings),
+                findings=[
+                    f.model_copy(update={"excerpt": redact(f.excerpt)}) for f in judgement.findings
+                ],
                 content_sha256=digest,
                 quarantine_id=f"q-{uuid.uuid4().hex}" if verdict is Verdict.QUARANTINE else None,
             )
@@ -367,6 +431,11 @@ class SecurityMonitor:
                     at=decision.at,
                 )
         return decision
+
+
+def _awaits_approval(rule: str) -> bool:
+    """``provenance.approval_required`` or ``exfil.<kind>.approval_required``."""
+    return rule.endswith(".approval_required")
 
 
 _WHAT: dict[str, str] = {
@@ -388,7 +457,7 @@ def raise_for_decision(decision: Decision) -> None:
             decision=decision,
         )
     text = f"{what} blocked ({decision.rule}): {decision.reason}"
-    if decision.rule == grants.APPROVAL_RULE:
+    if _awaits_approval(decision.rule):
         key = grants.approval_key(decision.target, decision.content_sha256)
         raise ApprovalRequired(text, decision=decision, tool=decision.target, key=key)
     if decision.rule == "limits.breaker":

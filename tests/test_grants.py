@@ -149,6 +149,7 @@ def test_check_tool_call_provenance() -> None:
     # a label that lets it through
     lenient = Policy.from_yaml(
         POLICY_YAML.replace("{sensitive: [to]}", "{sensitive: [to], untrusted_arguments: allow}")
+        + f"exfiltration: {{allowed_emails: [{USER_MAIL}]}}\n"  # else exfil.email holds it
     )
     allowed = check_tool_call(lenient, "clerk", "office.send_mail", MAIL, label=UNTRUSTED)
     assert allowed.verdict is Verdict.ALLOW and "let through" in allowed.reason

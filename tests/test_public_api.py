@@ -18,6 +18,9 @@ PUBLIC = {
     "ToolLabel",
     "UntrustedArguments",
     "check_tool_call",
+    # exfiltration checks outside a mesh
+    "OutboundFinding",
+    "check_outbound",
     "Label",
     "Trust",
     "Agent",

@@ -208,7 +208,9 @@ class Limiter:
                 if breaker is not None:
                     note = f"; the circuit breaker of {principal!r} is open"
                 else:
-                    note = self._violation(principal, f"{what} outside its grant", now)
+                    leak = gate.rule.startswith("exfil.")
+                    why = f"refused by {gate.rule}" if leak else "outside its grant"
+                    note = self._violation(principal, f"{what} {why}", now)
                 return gate._replace(reason=gate.reason + note)
             if breaker is not None:
                 return Judgement("block", "limits.breaker", self._open_reason(principal, now))

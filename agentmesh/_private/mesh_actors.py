@@ -113,6 +113,14 @@ class MeshActors:
         )
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self.security_on(node, security)
+        local = {cls.name for cls in agent_classes}
+        if remotes := [name for name in self.agents if name not in local]:
+            await asyncio.gather(  # a message to a remote agent leaves the mesh: checked so
+                *(
+                    await_ray(a.set_remote_agents.remote(remotes), what="security actor")
+                    for a in self.security.values()
+                )
+            )
         guards = [
             (node, pool_member(n, security.pool))
             for n, node in zip(self.agents, nodes, strict=True)

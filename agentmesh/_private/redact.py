@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, NamedTuple
 
-__all__ = ["KINDS", "redact"]
+__all__ = ["CREDENTIALS", "KINDS", "find", "redact"]
 
 
 class _Rule(NamedTuple):
@@ -146,6 +146,8 @@ _RULES: tuple[_Rule, ...] = (
 
 #: Every placeholder kind ``redact`` can write, as in ``[REDACTED:<kind>]``.
 KINDS: frozenset[str] = frozenset(r.kind for r in _RULES)
+#: The kinds that are credentials (keys, tokens, passwords), not personal data.
+CREDENTIALS: frozenset[str] = KINDS - {"email", "iban", "card", "phone"}
 
 
 def _replacer(rule: _Rule) -> Callable[[re.Match[str]], str]:
@@ -164,6 +166,22 @@ def _replacer(rule: _Rule) -> Callable[[re.Match[str]], str]:
 
 
 _REPLACERS = tuple((rule.pattern, rule.gate, _replacer(rule)) for rule in _RULES)
+
+
+def find(text: str, kinds: Collection[str] = KINDS) -> list[tuple[str, int, int]]:
+    """``(kind, start, end)`` of everything of ``kinds`` that :func:`redact` would replace in
+    ``text`` (the exfiltration checks look for secrets with the same rules)."""
+    low = text.lower()
+    found: list[tuple[str, int, int]] = []
+    for rule in _RULES:
+        if rule.kind in kinds and rule.gate.search(low):
+            for match in rule.pattern.finditer(text):
+                value = match.group(rule.group)
+                if value.startswith("[REDACTED:"):
+                    continue
+                if rule.check is None or rule.check(value):
+                    found.append((rule.kind, *match.span(rule.group)))
+    return sorted(found, key=lambda f: f[1])
 
 
 def redact(text: str) -> str:

@@ -32,7 +32,7 @@ from agentmesh.errors import (
 from agentmesh.grants import ToolGrant
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import error_message, new_id, new_task, status_event
-from agentmesh.provenance import Label
+from agentmesh.provenance import Label, message_label
 from agentmesh.security import raise_for_decision
 
 __all__ = ["Peer", "Router", "await_ray", "pool_member", "ray_error"]
@@ -150,7 +150,7 @@ class Router:
         )
         task = Task.FromString(raw)
         text = a2a.task_text(task) if self.vet else None  # None: nothing to vet
-        await self._vet_end(agent, sender, skill, task.id, task.status, text)
+        await self._vet_end(agent, sender, skill, task.id, task.status, text, context_id)
         return a2a.task_result(task, agent=agent), task  # raises the callee's error, typed
 
     async def stream(
@@ -196,11 +196,13 @@ class Router:
             async for event in _events(peer, stamped, agent):
                 if event.HasField("artifact_update"):
                     texts.append(a2a.task_text(Task(artifacts=[event.artifact_update.artifact])))
-                    await self._vet_reply(agent, sender, skill, texts[-1])
+                    await self._vet_reply(agent, sender, skill, texts[-1], context_id)
                 elif event.HasField("status_update"):
                     update = event.status_update
                     whole = "\n".join(texts) if len(texts) > 1 else None  # one: already vetted
-                    await self._vet_end(agent, sender, skill, task_id, update.status, whole)
+                    await self._vet_end(
+                        agent, sender, skill, task_id, update.status, whole, context_id
+                    )
                 yield event
         except SecurityDenied as exc:
             await self._cancel_at(peer, task_id, sender)
@@ -243,17 +245,28 @@ class Router:
     async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
+            text = a2a.message_text(message)
             decision: Any = await await_ray(
-                guard.vet_message.remote(sender, agent, skill, a2a.message_text(message)),
+                guard.vet_message.remote(
+                    sender,
+                    agent,
+                    skill,
+                    text,
+                    label=message_label(message),
+                    context=message.context_id or None,
+                ),
                 what="security actor",
             )
             raise_for_decision(decision)
 
-    async def _vet_reply(self, agent: str, sender: str, skill: str, text: str) -> None:
+    async def _vet_reply(
+        self, agent: str, sender: str, skill: str, text: str, context_id: str | None
+    ) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
             reply: Any = await await_ray(
-                guard.vet_reply.remote(agent, sender, skill, text), what="security actor"
+                guard.vet_reply.remote(agent, sender, skill, text, context=context_id or None),
+                what="security actor",
             )
             raise_for_decision(reply)
 
@@ -265,13 +278,15 @@ class Router:
         task_id: str,
         status: TaskStatus,
         result_text: str | None,
+        context_id: str | None,
     ) -> None:
         """Vet how a task ended, as the reply it is: the result (unless None: nothing left to
         vet), or the question of an input-required task, whose skill is then remembered."""
         if status.state == TaskState.TASK_STATE_COMPLETED and result_text is not None:
-            await self._vet_reply(agent, sender, skill, result_text)
+            await self._vet_reply(agent, sender, skill, result_text, context_id)
         elif status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
-            await self._vet_reply(agent, sender, skill, a2a.message_text(status.message))
+            text = a2a.message_text(status.message)
+            await self._vet_reply(agent, sender, skill, text, context_id)
             self._remember(agent, task_id, sender, skill)
 
     def _remember(self, agent: str, task_id: str, sender: str, skill: str) -> None:

@@ -51,11 +51,28 @@ class SecurityActor:
 
     # --- messages between agents -------------------------------------------------------------
 
-    def vet_message(self, sender: str, recipient: str, skill: str, content: str) -> Decision:
-        return self.monitor.vet_message(sender, recipient, skill, content)
+    def vet_message(
+        self,
+        sender: str,
+        recipient: str,
+        skill: str,
+        content: str,
+        *,
+        label: Label | None = None,
+        context: str | None = None,
+    ) -> Decision:
+        return self.monitor.vet_message(
+            sender, recipient, skill, content, label=label, context=context
+        )
 
-    def vet_reply(self, replier: str, recipient: str, skill: str, content: str) -> Decision:
-        return self.monitor.vet_reply(replier, recipient, skill, content)
+    def vet_reply(
+        self, replier: str, recipient: str, skill: str, content: str, *, context: str | None = None
+    ) -> Decision:
+        return self.monitor.vet_reply(replier, recipient, skill, content, context=context)
+
+    def set_remote_agents(self, names: list[str]) -> None:
+        """Which mesh members are remote A2A agents (messages to them leave the mesh)."""
+        self.monitor.set_remote_agents(names)
 
     def decisions(self, *, since: int = 0) -> list[Decision]:
         return self.monitor.decisions(since=since)
@@ -95,11 +112,12 @@ class SecurityActor:
         grant: list[ToolGrant] | None = None,
         label: Label | None = None,
         approvals: Sequence[str] = (),
+        context: str | None = None,
     ) -> ToolResult:
         if self.gateway is None:
             raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
         return await self.gateway.call(
-            agent, tool, args, grant=grant, label=label, approvals=approvals
+            agent, tool, args, grant=grant, label=label, approvals=approvals, context=context
         )
 
     async def close(self) -> None:

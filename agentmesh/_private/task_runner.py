@@ -84,6 +84,7 @@ class TaskRunner:
         try:
             call = a2a.parse_skill_call(request)
             scope = request_scope(request, call.sender)
+            scope.run = context_id  # a resumed task keeps its first run's (below)
         except AgentMeshError as exc:
             task_id = request.task_id or new_id()
             if not request.task_id:

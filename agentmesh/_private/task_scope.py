@@ -21,6 +21,7 @@ from typing import Any
 from a2a.types import Message, Part
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
+from agentmesh._private.redact import redact
 from agentmesh.errors import ApprovalDenied, ApprovalRequired, InputRequired, UserError
 from agentmesh.grants import ToolGrant
 from agentmesh.protocols.a2a_tasks import META_KEY
@@ -64,6 +65,9 @@ class TaskScope:
     """The task's tool calls that ran, in order: a rerun after a resume replays them instead
     of running them again, so an approved transfer is not made twice."""
     replayed: int = field(init=False, default=0)
+    run: str = ""
+    """The context id of the task's first request: the key of what the security actor
+    remembers this run read from untrusted sources (the exfiltration copy check)."""
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -97,7 +101,8 @@ class TaskScope:
         if approvals:
             self.approvals[key] -= 1  # each approval is good for one call
         grant = list(self.grant) if self.grant is not None else None
-        return {"grant": grant, "label": self.label, "approvals": approvals}
+        extras = {"grant": grant, "label": self.label, "approvals": approvals}
+        return extras | ({"context": self.run} if self.run else {})
 
 
 #: The scope of the task being served (set where the skill starts, like CONTEXT_ID).
@@ -145,7 +150,9 @@ def resumed_scope(scope: TaskScope, message: Message, sender: str) -> TaskScope:
     answer = request_scope(message, sender).label
     label = (scope.origin or scope.label).join(answer)
     granted = Counter(scope.granted)
-    return TaskScope(label=label, grant=scope.grant, granted=granted, journal=list(scope.journal))
+    return TaskScope(
+        label=label, grant=scope.grant, granted=granted, journal=list(scope.journal), run=scope.run
+    )
 
 
 def take_approval(
@@ -166,12 +173,16 @@ def take_approval(
 
 def approval_question(error: ApprovalRequired) -> InputRequired:
     """The question an approval puts to the user (the call's arguments shown, shortened)."""
-    shown = json.dumps(error.arguments or {}, sort_keys=True, ensure_ascii=False)
+    shown = redact(json.dumps(error.arguments or {}, sort_keys=True, ensure_ascii=False))
     if len(shown) > 400:
         shown = shown[:397] + "..."
+    why = "The task has read untrusted data, which may have chosen them."
+    decision = error.decision
+    if decision is not None and decision.rule.startswith("exfil."):
+        why = f"They may send data out: {decision.reason}."  # already redacted
     prompt = (
-        f"Approve the call of tool {error.tool!r} with arguments {shown}? The task has read "
-        f"untrusted data, which may have chosen them. Answer {APPROVE_FIELD}=true or false."
+        f"Approve the call of tool {error.tool!r} with arguments {shown}? {why} "
+        f"Answer {APPROVE_FIELD}=true or false."
     )
     return InputRequired(prompt, field=APPROVE_FIELD)
 

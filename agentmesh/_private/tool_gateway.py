@@ -127,9 +127,11 @@ class ToolGateway:
         grant: Sequence[ToolGrant] | None = None,
         label: Label | None = None,
         approvals: Collection[str] = (),
+        context: str | None = None,
     ) -> ToolResult:
         """Run ``tool`` for ``agent`` if the policy and the plan node's ``grant`` allow it
-        with the task's provenance ``label``; vet what it returns and label it."""
+        with the task's provenance ``label``; vet what it returns and label it. ``context``
+        (the run) keys what the exfiltration copy check remembers."""
         payload = canonical(args)
         if len(payload.encode()) > self.limits.max_argument_bytes:
             raise ToolArgumentsError(
@@ -137,7 +139,7 @@ class ToolGateway:
                 f"{self.limits.max_argument_bytes}"
             )
         decision = self.monitor.vet_tool_call(
-            agent, tool, payload, grant=grant, label=label, approvals=approvals
+            agent, tool, payload, grant=grant, label=label, approvals=approvals, context=context
         )
         raise_for_decision(decision)
         await self._relist_if_stale(tool.partition(".")[0])
@@ -163,7 +165,7 @@ class ToolGateway:
                 f"tool {tool!r} returned {len(content.encode())} bytes; the bound is "
                 f"{self.limits.max_result_bytes}: refused"
             )
-        raise_for_decision(self.monitor.vet_tool_result(agent, tool, content))
+        raise_for_decision(self.monitor.vet_tool_result(agent, tool, content, context=context))
         if result.is_error:
             raise ToolCallError(f"tool {tool!r} reported an error: {result.text}")
         trusted = tool_label(self.policy, tool).result_trust is Trust.TRUSTED
