@@ -344,7 +344,7 @@ def _benign(split: Split, n_docs: int, per_template: int) -> list[Sample]:
 
 #: Samples per split: (per payload family, benign doc texts, per benign template family).
 SIZES: dict[Split, tuple[int, int, int]] = {
-    "train": (70, 1800, 50),
+    "train": (140, 2400, 60),
     "heldout": (28, 1100, 35),
     "unseen": (84, 1100, 100),
 }
