@@ -25,7 +25,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from agentmesh._private import exfiltration, grants, policy_io
 from agentmesh._private.exfil_policy import ExfiltrationPolicy
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
-from agentmesh._private.limits import BreakerStatus, Limiter, LimitsPolicy
+from agentmesh._private.limits import BreakerStatus, Limiter
+from agentmesh._private.limits_policy import LimitsPolicy
 from agentmesh._private.redact import redact
 from agentmesh._private.sandbox import check_path
 from agentmesh._private.scanner import Finding
