@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from agentmesh._private.scanner import Finding, scan_text, score
 
 if TYPE_CHECKING:
-    from agentmesh.security import Policy
+    from agentmesh._private.policy_schema import Policy
 
 __all__ = ["Judgement", "gate_message", "gate_tool", "screen"]
 
