@@ -52,10 +52,10 @@ from agentmesh._private.audit_chain import (
     genesis,
     verify_path,
 )
+from agentmesh._private.decisions import Decision
 from agentmesh._private.redact import redact
 from agentmesh._private.tool_vetting import STATE_DIR_ENV
 from agentmesh.errors import ConfigError, RunError
-from agentmesh.security import Decision
 
 __all__ = [
     "AuditEntry",

@@ -15,9 +15,9 @@ from rich.table import Table
 from agentmesh._private.cli_audit import audit_app
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
+from agentmesh._private.decisions import Decision
 from agentmesh.errors import AgentMeshError
 from agentmesh.executor import RunResult
-from agentmesh.security import Decision
 
 __all__ = ["app", "main"]
 

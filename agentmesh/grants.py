@@ -23,7 +23,8 @@ from agentmesh._private import policy_io
 from agentmesh.provenance import Label, Trust
 
 if TYPE_CHECKING:
-    from agentmesh.security import Decision, Policy
+    from agentmesh._private.decisions import Decision
+    from agentmesh._private.policy_schema import Policy
 
 __all__ = [
     "Effect",

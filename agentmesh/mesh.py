@@ -23,8 +23,10 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 
 from agentmesh._private import mesh_security
+from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
 from agentmesh._private.mesh_start import check_agents, check_models
+from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.router import Router, await_ray
 from agentmesh._private.tool_vetting import default_pins_path
@@ -37,7 +39,6 @@ from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
-from agentmesh.security import Decision, Policy, QuarantineItem, load_policy
 from agentmesh.tools import ToolLimits
 
 __all__ = ["USER", "Mesh"]

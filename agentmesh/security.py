@@ -5,6 +5,10 @@ Every message between agents, every reply, every tool call and every tool result
 tested, pickled and pooled: a verdict is a pure function of the policy and the input; only the
 decision log, the quarantine store and the policy's limits (rate limits, budgets, circuit
 breakers: ``_private/limits.py``) are state.
+
+The policy's schema is in ``_private/policy_schema.py`` and the decision records (with
+:func:`raise_for_decision`) in ``_private/decisions.py``; ``agentmesh.security`` re-exports
+them as their public home.
 """
 
 from __future__ import annotations
@@ -16,30 +20,32 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from enum import StrEnum
-from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-
-from agentmesh._private import exfiltration, grants, policy_io
+from agentmesh._private import exfiltration, grants
+from agentmesh._private.decisions import (
+    Decision,
+    Kind,
+    QuarantineItem,
+    awaits_approval,
+    raise_for_decision,
+)
 from agentmesh._private.exfil_policy import ExfiltrationPolicy
 from agentmesh._private.judge import Judgement, gate_message, gate_tool, screen
-from agentmesh._private.limits import BreakerStatus, Limiter, LimitsPolicy
-from agentmesh._private.redact import redact
-from agentmesh._private.sandbox import check_path
-from agentmesh._private.scanner import Finding
-from agentmesh.errors import (
-    ApprovalRequired,
-    BudgetExhausted,
-    CircuitOpen,
-    ContentQuarantined,
-    MessageBlocked,
-    PolicyError,
-    RateLimited,
-    ToolCallBlocked,
+from agentmesh._private.limits import BreakerStatus, Limiter
+from agentmesh._private.limits_policy import LimitsPolicy
+from agentmesh._private.policy_schema import (
+    MessageRule,
+    Policy,
+    SandboxGrant,
+    ScanPolicy,
+    Verdict,
+    available_policies,
+    load_policy,
 )
-from agentmesh.grants import ToolGrant, ToolLabel
+from agentmesh._private.redact import redact
+from agentmesh._private.scanner import Finding
+from agentmesh.grants import ToolGrant
 from agentmesh.provenance import Label
 
 if TYPE_CHECKING:
@@ -62,173 +68,6 @@ __all__ = [
     "load_policy",
     "raise_for_decision",
 ]
-
-Kind = Literal["message", "reply", "tool_call", "tool_result"]
-
-
-class Verdict(StrEnum):
-    """What happens to a message, tool call or content."""
-
-    ALLOW = "allow"
-    BLOCK = "block"
-    QUARANTINE = "quarantine"
-
-
-Glob = Annotated[str, AfterValidator(policy_io.check_glob)]
-Globs = Annotated[list[Glob], BeforeValidator(policy_io.listify), Field(min_length=1)]
-ToolGlob = Annotated[str, AfterValidator(policy_io.check_tool_glob)]
-ToolGlobs = Annotated[list[ToolGlob], BeforeValidator(policy_io.listify)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True
-    )
-
-
-class MessageRule(_Strict):
-    """Senders matching ``from`` may message targets matching ``to`` ("agent" or "agent.skill")."""
-
-    from_: Globs = Field(alias="from")
-    to: Globs
-
-    def matches(self, sender: str, recipient: str, skill: str) -> bool:
-        """True if this rule lets ``sender`` call ``recipient.skill``."""
-        target = f"{recipient}.{skill}"
-        return any(fnmatchcase(sender, p) for p in self.from_) and any(
-            fnmatchcase(recipient, p) or fnmatchcase(target, p) for p in self.to
-        )
-
-
-class ScanPolicy(_Strict):
-    """Content scanning: a score at or above ``threshold`` applies the verdict for that path.
-
-    ``threshold`` applies to the rules' score; with ``classifier: true`` the learned layer
-    (``_private/detector.py``) runs too, and its score at or above ``classifier_threshold``
-    flags the content as well. It is off unless a policy turns it on: it needs the ``torch``
-    extra and costs tens of milliseconds and a few hundred MB in each security actor.
-    """
-
-    enabled: bool = True
-    threshold: float = Field(default=0.5, gt=0.0, le=1.0)
-    classifier: bool = False
-    classifier_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
-    on_message: Verdict = Verdict.BLOCK
-    on_reply: Verdict = Verdict.QUARANTINE
-    on_tool_result: Verdict = Verdict.QUARANTINE
-    on_tool_arguments: Verdict = Verdict.BLOCK
-    #: Scanner rule names or whole categories to ignore (for known false positives).
-    disabled_rules: Annotated[
-        list[str], policy_io.none_to(list), AfterValidator(policy_io.check_rule_names)
-    ] = []
-
-
-SandboxPaths = Annotated[
-    list[Annotated[str, AfterValidator(check_path)]],
-    BeforeValidator(lambda v: [] if v is None else policy_io.listify(v)),
-]
-
-
-class SandboxGrant(_Strict):
-    """What the sandbox of the stdio MCP servers matching a glob may have beyond their config.
-
-    ``writable`` and ``readable`` (absolute paths) are added to the server's own sandbox.
-    ``network`` is needed for a server to keep the network, and is not enough alone: its config
-    must ask for it too (``Sandbox(network=True)``). Every grant whose glob matches applies.
-    """
-
-    network: bool = False
-    writable: SandboxPaths = []
-    readable: SandboxPaths = []
-
-
-class Policy(_Strict):
-    """A security policy; the principal ``user`` is the human/driver side of the mesh."""
-
-    name: str = Field(min_length=1)
-    description: str = ""
-    default: Verdict = Verdict.BLOCK
-    messages: Annotated[list[MessageRule], policy_io.none_to(list)] = []
-    tools: Annotated[dict[Glob, ToolGlobs], policy_io.none_to(dict)] = {}
-    scanning: Annotated[ScanPolicy, policy_io.none_to(ScanPolicy)] = ScanPolicy()
-    sandbox: Annotated[dict[Glob, SandboxGrant], policy_io.none_to(dict)] = {}
-    """Server-name glob -> what those stdio MCP servers' sandboxes may have in addition."""
-    tool_labels: Annotated[dict[ToolGlob, ToolLabel], policy_io.none_to(dict)] = {}
-    """Tool glob -> what the tools do (see :mod:`agentmesh.grants`); unlabelled tools are
-    side-effecting with every argument sensitive. An exact name wins over a glob."""
-    limits: Annotated[LimitsPolicy, policy_io.none_to(LimitsPolicy)] = LimitsPolicy()
-    """Rate limits, budgets and the circuit breaker (``_private/limits.py``); none by default."""
-    exfiltration: Annotated[ExfiltrationPolicy, policy_io.none_to(ExfiltrationPolicy)] = (
-        ExfiltrationPolicy()
-    )
-    """What may leave: URLs, addresses, secrets, copied untrusted data
-    (``_private/exfiltration.py``)."""
-
-    def message_rule(self, sender: str, recipient: str, skill: str) -> int | None:
-        """Index of the first message rule allowing this call, or None."""
-        return next(
-            (i for i, r in enumerate(self.messages) if r.matches(sender, recipient, skill)), None
-        )
-
-    def tool_grant(self, agent: str, tool: str) -> str | None:
-        """The grant ("tools[agent-glob]: tool-glob") that lets ``agent`` call ``tool``, or None."""
-        for agent_glob, tool_globs in self.tools.items():
-            if fnmatchcase(agent, agent_glob):
-                for tool_glob in tool_globs:
-                    if fnmatchcase(tool, tool_glob):
-                        return f"tools[{agent_glob!r}]: {tool_glob!r}"
-        return None
-
-    @classmethod
-    def from_yaml(cls, text: str, *, source: str = "<string>") -> Policy:
-        """Parse and validate YAML text; every problem is a PolicyError naming ``source``."""
-        return _parse(text, source=source, default_name=None)
-
-
-def _parse(text: str, *, source: str, default_name: str | None) -> Policy:
-    data = policy_io.read_yaml_mapping(text, source=source)
-    if default_name is not None:
-        data.setdefault("name", default_name)
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(policy_io.format_validation_error(source, exc)) from None
-
-
-def available_policies() -> list[str]:
-    """Names of the policy packs bundled in ``agentmesh.policies``."""
-    return policy_io.available_packs()
-
-
-def load_policy(name_or_path: str) -> Policy:
-    """Load a bundled pack by bare name ("default") or, with a slash or .yaml/.yml, a file."""
-    text, source, default_name = policy_io.read_policy_source(name_or_path)
-    return _parse(text, source=source, default_name=default_name)
-
-
-class Decision(_Strict):
-    """One recorded verdict; ``reason`` is always set, ``rule`` names what decided."""
-
-    seq: int = Field(ge=1)
-    at: float
-    kind: Kind
-    principal: str
-    target: str
-    verdict: Verdict
-    reason: str
-    rule: str
-    findings: list[Finding] = []
-    content_sha256: str
-    quarantine_id: str | None = None
-
-
-class QuarantineItem(_Strict):
-    """Held content, kept whole for review."""
-
-    id: str
-    decision_seq: int
-    content: str
-    at: float
 
 
 class SecurityMonitor:
@@ -352,7 +191,7 @@ class SecurityMonitor:
                 gate, agent, tool, arguments, grant=grant, label=label,
                 approvals=approvals, context=context,
             )  # fmt: skip
-        if not _awaits_approval(gate.rule):
+        if not awaits_approval(gate.rule):
             gate = self._limits.admit(gate, agent, target=tool, tool=True)
         judgement = screen(gate, arguments, self._policy, "on_tool_arguments")
         return self._record("tool_call", agent, tool, arguments, judgement)
@@ -431,40 +270,3 @@ class SecurityMonitor:
                     at=decision.at,
                 )
         return decision
-
-
-def _awaits_approval(rule: str) -> bool:
-    """``provenance.approval_required`` or ``exfil.<kind>.approval_required``."""
-    return rule.endswith(".approval_required")
-
-
-_WHAT: dict[str, str] = {
-    "message": "message from {p!r} to {t!r}",
-    "reply": "reply from {p!r} for {t!r}",
-    "tool_call": "call of tool {t!r} by {p!r}",
-    "tool_result": "result of tool {t!r} for {p!r}",
-}
-
-
-def raise_for_decision(decision: Decision) -> None:
-    """Return on allow; raise the matching SecurityDenied (carrying ``decision``) otherwise."""
-    if decision.verdict is Verdict.ALLOW:
-        return
-    what = _WHAT[decision.kind].format(p=decision.principal, t=decision.target)
-    if decision.verdict is Verdict.QUARANTINE:
-        raise ContentQuarantined(
-            f"{what} quarantined as {decision.quarantine_id} ({decision.rule}): {decision.reason}",
-            decision=decision,
-        )
-    text = f"{what} blocked ({decision.rule}): {decision.reason}"
-    if _awaits_approval(decision.rule):
-        key = grants.approval_key(decision.target, decision.content_sha256)
-        raise ApprovalRequired(text, decision=decision, tool=decision.target, key=key)
-    if decision.rule == "limits.breaker":
-        raise CircuitOpen(text, decision=decision)
-    if decision.rule.startswith("limits."):
-        limited = BudgetExhausted if decision.rule.endswith(".budget") else RateLimited
-        raise limited(text, decision=decision)
-    if decision.kind in ("message", "reply"):
-        raise MessageBlocked(text, decision=decision)
-    raise ToolCallBlocked(text, decision=decision)

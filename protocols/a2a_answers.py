@@ -179,7 +179,7 @@ def status_error(status: TaskStatus) -> errors.AgentMeshError:
         return errors.RunError(message)
     fields = dict(detail.get("fields") or {})
     if issubclass(cls, errors.SecurityDenied) and isinstance(fields.get("decision"), dict):
-        from agentmesh.security import Decision
+        from agentmesh._private.decisions import Decision
 
         fields["decision"] = Decision.model_validate(fields["decision"])
     error: errors.AgentMeshError = errors._restore(cls, (message,), {"message": message, **fields})

@@ -33,7 +33,7 @@ from agentmesh import (
     load_policy,
     skill,
 )
-from agentmesh._private.limits import per_second
+from agentmesh._private.limits_policy import per_second
 from agentmesh.errors import outside_text
 from agentmesh.security import Decision, LimitsPolicy, SecurityMonitor, raise_for_decision
 

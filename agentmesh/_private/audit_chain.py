@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from agentmesh.security import Decision
+from agentmesh._private.decisions import Decision
 
 __all__ = [
     "FORMAT",

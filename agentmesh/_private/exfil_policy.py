@@ -1,6 +1,6 @@
 """The ``exfiltration:`` section of a security policy (checked in ``_private/exfiltration.py``).
 
-Kept out of ``security.py`` so the section grows without touching the policy's other parts.
+Kept out of ``policy_schema.py`` so the section grows without touching the policy's other parts.
 Every glob is checked at load time: a host glob with a scheme or a path, an address glob with
 two ``@`` or an unclosed ``[`` would match nothing and silently block (or let through) what
 its author meant the other way.

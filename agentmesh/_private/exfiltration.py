@@ -49,7 +49,8 @@ from agentmesh.grants import Effect, ToolGrant
 from agentmesh.provenance import Label, Trust
 
 if TYPE_CHECKING:
-    from agentmesh.security import Decision, Policy
+    from agentmesh._private.decisions import Decision
+    from agentmesh._private.policy_schema import Policy
 
 __all__ = [
     "OutboundFinding",
@@ -269,7 +270,7 @@ def check_outbound(data: JsonValue, *, policy: Policy | str = "default") -> list
     """What ``data`` (a text, or a tool call's JSON arguments) would send out that the
     policy's ``exfiltration:`` section does not allow: URLs, addresses and secrets, as if the
     data were untrusted. No copy check (that needs a run's memory). Details are redacted."""
-    from agentmesh.security import load_policy
+    from agentmesh._private.policy_schema import load_policy
 
     cfg = (load_policy(policy) if isinstance(policy, str) else policy).exfiltration
     kinds = {ExfilKind.URL, ExfilKind.EMAIL, ExfilKind.SECRET}

@@ -21,7 +21,7 @@ from agentmesh.grants import UNKNOWN_TOOL, Effect, ToolGrant, ToolLabel, Untrust
 from agentmesh.provenance import Label
 
 if TYPE_CHECKING:
-    from agentmesh.security import Policy
+    from agentmesh._private.policy_schema import Policy
 
 __all__ = ["APPROVAL_RULE", "approval_key", "call_key", "canonical", "gate_call", "tool_label"]
 

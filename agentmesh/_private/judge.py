@@ -13,7 +13,7 @@ from agentmesh._private.detector import Provenance, detect
 from agentmesh._private.scanner import Finding
 
 if TYPE_CHECKING:
-    from agentmesh.security import Policy
+    from agentmesh._private.policy_schema import Policy
 
 __all__ = ["Judgement", "gate_message", "gate_tool", "screen"]
 

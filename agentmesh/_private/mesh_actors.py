@@ -21,6 +21,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
 from agentmesh._private.model_service import launch_model_service
+from agentmesh._private.policy_schema import Policy
 from agentmesh._private.remote_host import spawn_remote_host
 from agentmesh._private.router import Peer, Router, await_ray, pool_member
 from agentmesh._private.security_actor import SecurityActor
@@ -31,7 +32,6 @@ from agentmesh.planner import SkillInfo
 from agentmesh.protocols import a2a
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
-from agentmesh.security import Policy
 from agentmesh.tools import ToolLimits
 
 __all__ = ["MeshActors", "SecuritySetup"]

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 from ray.actor import ActorHandle
 
+from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.router import await_ray
 from agentmesh.audit import AuditHead
-from agentmesh.security import Decision, QuarantineItem
 
 __all__ = ["audit_heads", "decisions", "quarantine", "reset_breaker"]
 

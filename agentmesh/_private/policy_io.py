@@ -1,4 +1,4 @@
-"""Helpers of agentmesh.security: finding policy files, strict YAML, validators, error text.
+"""Helpers of the policy schema: policy files, strict YAML, validators, error text.
 
 Why strict: a policy is security configuration, so a duplicated key (which plain YAML loading
 silently resolves to the last one) or a malformed glob is an error, not a guess.

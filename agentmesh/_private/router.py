@@ -18,6 +18,7 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
+from agentmesh._private.decisions import raise_for_decision
 from agentmesh._private.task_scope import stamp_call
 from agentmesh.errors import (
     AgentMeshError,
@@ -33,7 +34,6 @@ from agentmesh.grants import ToolGrant
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import error_message, new_id, new_task, status_event
 from agentmesh.provenance import Label, message_label
-from agentmesh.security import raise_for_decision
 
 __all__ = ["Peer", "Router", "await_ray", "pool_member", "ray_error"]
 

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from agentmesh.errors import SandboxUnavailableError
 
 if TYPE_CHECKING:
+    from agentmesh._private.policy_schema import Policy
     from agentmesh.protocols.mcp_config import HttpServer, Sandbox, StdioServer
-    from agentmesh.security import Policy
 
 __all__ = [
     "FORBIDDEN_BINDS",

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
+from agentmesh._private.decisions import Decision, QuarantineItem
+from agentmesh._private.limits import BreakerStatus
+from agentmesh._private.policy_schema import Policy
 from agentmesh._private.tool_channel import ToolChannelServer
 from agentmesh._private.tool_gateway import ToolGateway
 from agentmesh.audit import AuditHead, AuditLog
@@ -21,7 +24,7 @@ from agentmesh.errors import UnknownToolError
 from agentmesh.grants import ToolGrant
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo, ToolResult
 from agentmesh.provenance import Label
-from agentmesh.security import BreakerStatus, Decision, Policy, QuarantineItem, SecurityMonitor
+from agentmesh.security import SecurityMonitor
 from agentmesh.tools import ToolLimits
 
 __all__ = ["SecurityActor"]

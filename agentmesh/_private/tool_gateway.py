@@ -19,7 +19,9 @@ from typing import Any
 import jsonschema
 from pydantic import JsonValue
 
+from agentmesh._private.decisions import raise_for_decision
 from agentmesh._private.grants import canonical, tool_label
+from agentmesh._private.policy_schema import Policy
 from agentmesh._private.sandbox import with_policy
 from agentmesh._private.tool_vetting import PinStore, ToolAssessment
 from agentmesh.errors import (
@@ -34,7 +36,7 @@ from agentmesh.errors import (
 from agentmesh.grants import ToolGrant
 from agentmesh.protocols.mcp import McpClientPool, McpServerConfig, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
-from agentmesh.security import Policy, SecurityMonitor, raise_for_decision
+from agentmesh.security import SecurityMonitor
 from agentmesh.tools import ToolLimits
 
 __all__ = ["ToolGateway"]
