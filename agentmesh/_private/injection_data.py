@@ -54,6 +54,7 @@ from agentmesh._private.injection_templates import (
     HELD_OUT,
     PAYLOADS,
     TRIGGER_WORDS,
+    composed_goals,
 )
 
 __all__ = [
@@ -280,6 +281,9 @@ def _same(text: str, carrier: str) -> str:
 def _injections(split: Split, per_family: int) -> list[Sample]:
     pool = _pool(split)
     goals = [g for i, g in enumerate(GOALS) if _in_split(str(i), "goal", split)]
+    if split == "train":
+        held = [g for i, g in enumerate(GOALS) if not _in_split(str(i), "goal", "train")]
+        goals += composed_goals(held)
     kinds, weights = list(OBFUSCATIONS), list(OBFUSCATIONS.values())
     samples = []
     for family in sorted(f for f in PAYLOADS if _in_split(f, "payload", split)):

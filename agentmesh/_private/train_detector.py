@@ -9,7 +9,7 @@ fifth, and the calibration shift puts the score at which
 ``--target-fpr`` of the benign out-of-fold texts would be flagged at 0.5. The final model is
 then trained on the whole training split with the same settings.
 
-Deterministic: fixed seeds, one torch thread, full-batch training; the weights are written
+Deterministic: fixed seeds, one torch thread, seeded mini-batches; the weights are written
 rounded, so a rerun on the same installed packages writes the same file.
 """
 
