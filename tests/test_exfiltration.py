@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, JsonValue
+from pydantic import JsonValue
 
 from agentmesh import (
     Agent,
@@ -42,6 +42,7 @@ from agentmesh._private.exfil_policy import ExfiltrationPolicy
 from agentmesh.audit import AuditLog
 from agentmesh.security import SecurityMonitor, Verdict, raise_for_decision
 
+from .office import Outcome, Report
 from .servers.web_server import ARTICLE, ATTACK, ATTACKER_HOST, ATTACKER_MAIL
 
 WEB = StdioServer(
@@ -326,18 +327,6 @@ def test_disabled_lets_everything_through() -> None:
 
 
 # --- through a mesh: a hijacked agent --------------------------------------------------------
-
-
-class Outcome(BaseModel):
-    tool: str
-    done: bool
-    rule: str = ""
-    error: str = ""
-
-
-class Report(BaseModel):
-    attacks: list[Outcome]
-    legit: list[Outcome]
 
 
 class Browser(Agent):
