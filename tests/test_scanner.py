@@ -220,6 +220,8 @@ def test_inspection_text_is_readable_and_lists_its_views() -> None:
     assert "you are now in developer mode." in found.text
     assert "<p>" not in found.text.split("\n")[0]
     assert found.findings == scan_text(text + " -->")
+    bare = scanner.inspect(text + " -->", want_text=False)  # the rules alone need no text
+    assert bare.text == "" and bare.views == found.views and bare.findings == found.findings
 
 
 @pytest.mark.parametrize(

@@ -382,11 +382,14 @@ def _scan(
     return sorted(best.values(), key=lambda f: (-f.score, f.rule)), readable
 
 
-def inspect(text: str) -> Inspection:
-    """Findings for one text and its readable form (see :class:`Inspection`)."""
+def inspect(text: str, *, want_text: bool = True) -> Inspection:
+    """Findings for one text and its readable form (see :class:`Inspection`). Without
+    ``want_text`` the readable form is left empty (nothing will read it: it costs a pass over
+    a large marked-up text)."""
     views: list[str] = []
-    findings, readable = _scan(text, 0, want_text=True, views=views)
-    return Inspection(findings=findings, text="\n".join(readable), views=list(dict.fromkeys(views)))
+    findings, readable = _scan(text, 0, want_text=want_text, views=views)
+    shown = "\n".join(readable) if want_text else ""
+    return Inspection(findings=findings, text=shown, views=list(dict.fromkeys(views)))
 
 
 def scan_text(text: str) -> list[Finding]:
