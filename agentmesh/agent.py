@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, TypeVar, overload
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
 
+from agentmesh._private.placement import resource_problems
 from agentmesh._private.schema import SkillSchema, build_skill_schema, parse_docstring
 from agentmesh._private.structured import error_lines, generate_output
 from agentmesh.errors import AgentDefinitionError, AgentMeshError, GenerateArgumentsError
@@ -30,10 +39,14 @@ _EMPTY_CLASS_KEYS = frozenset({"__module__", "__doc__", "__dict__", "__weakref__
 
 
 class Resources(BaseModel):
-    """What an agent's actor asks Ray for; Ray places it on a node that has them.
+    """What an agent's actors ask Ray for; Ray places them on nodes that have it.
 
-    ``labels`` must all match the node's labels (``ray start --labels``), which is how an agent
-    is pinned to edge devices or a particular machine class.
+    ``labels`` must all match the node's labels (``ray start --labels``): that pins an agent to
+    a class of nodes, such as edge devices or one machine. Values may use Ray's selector
+    operators (``"!gpu"``, ``"in(a,b)"``). ``strategy`` places the agent's replicas: ``spread``
+    over different nodes when there are enough, ``pack`` on as few nodes as possible (reserved
+    together), ``default`` as Ray sees fit. A declaration that cannot mean anything raises
+    AgentDefinitionError when it is written.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +55,18 @@ class Resources(BaseModel):
     num_gpus: float = Field(default=0, ge=0)
     custom: dict[str, float] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    strategy: Literal["default", "spread", "pack"] = "default"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _typed_errors(cls, data: Any, handler: ModelWrapValidatorHandler[Resources]) -> Resources:
+        try:
+            res = handler(data)
+        except ValidationError as exc:
+            raise AgentDefinitionError("bad resources: " + "; ".join(error_lines(exc))) from None
+        if problems := resource_problems(res):
+            raise AgentDefinitionError("bad resources: " + "; ".join(problems))
+        return res
 
 
 class AgentContext(Protocol):

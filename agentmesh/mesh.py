@@ -327,3 +327,9 @@ class Mesh:
         """The actor of agent ``name`` (for fault-injection tests and operations)."""
         self._ready()
         return self._actors.agent(name)
+
+    def placement(self) -> dict[str, list[str]]:
+        """The Ray node id of each agent's actor(s), as placed at start: where its resources,
+        labels and strategy put it (``ray.nodes()`` tells the nodes' addresses and labels)."""
+        self._ready()
+        return {name: list(nodes) for name, nodes in self._actors.nodes.items()}

@@ -17,10 +17,12 @@ from typing import cast
 import ray
 from a2a.types import AgentCard
 from ray.actor import ActorHandle
+from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
 from agentmesh._private.model_service import launch_model_service
+from agentmesh._private.placement import remove_group
 from agentmesh._private.policy_schema import Policy
 from agentmesh._private.remote_host import spawn_remote_host
 from agentmesh._private.router import Peer, Router, await_ray, pool_member
@@ -59,6 +61,8 @@ class MeshActors:
         self.channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
         self.models: dict[str, ActorHandle] = {}
         self.agents: dict[str, ActorHandle] = {}
+        self.groups: list[PlacementGroup] = []  # the pack placement groups, removed at close
+        self.nodes: dict[str, list[str]] = {}  # agent -> the node ids of its actors
         self.cards: dict[str, AgentCard] = {}
         self.tools: list[ToolInfo] = []
         self.router: Router | None = None
@@ -83,7 +87,9 @@ class MeshActors:
         for name, spec in model_specs.items():
             self.models[name] = launch_model_service(name, spec)
         for cls in agent_classes:
-            self.agents[cls.name] = spawn_agent(cls, self.models)
+            (self.agents[cls.name],), group = spawn_agent(cls, self.models)
+            if group is not None:
+                self.groups.append(group)
         wants = {cls.name: str(cls.resources.model_dump()) for cls in agent_classes}
         for remote in remote_agents:  # a refused card fails the start here
             name, _card, handle = await spawn_remote_host(remote)
@@ -111,6 +117,8 @@ class MeshActors:
         nodes: list[str] = await asyncio.gather(
             *(await_ray(h.node_id.remote(), what=n) for n, h in self.agents.items())
         )
+        for name, node in zip(self.agents, nodes, strict=True):
+            self.nodes[name] = [node]
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self.security_on(node, security)
         local = {cls.name for cls in agent_classes}
@@ -216,7 +224,11 @@ class MeshActors:
             )
         for handle in [*self.agents.values(), *self.models.values(), *self.security.values()]:
             ray.kill(handle)
+        for group in self.groups:
+            remove_group(group)
         self.agents.clear()
+        self.groups.clear()
+        self.nodes.clear()
         self.models.clear()
         self.security.clear()
         self.router = None

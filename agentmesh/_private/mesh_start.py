@@ -8,14 +8,15 @@ mechanics of turning plain classes into placed, answering Ray actors.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import ray
 from ray.actor import ActorHandle
+from ray.util.placement_group import PlacementGroup
 
 from agentmesh._private.host import AgentHost
+from agentmesh._private.placement import replica_options
 from agentmesh._private.router import await_ray
 from agentmesh.agent import Agent
 from agentmesh.errors import (
@@ -63,21 +64,23 @@ def check_models(agents: Sequence[type[Agent]], model_specs: Mapping[str, ModelS
             )
 
 
-def spawn_agent(cls: type[Agent], models: Mapping[str, ActorHandle]) -> ActorHandle:
-    """The actor of one agent class, asking Ray for the resources and labels it declares."""
-    res = cls.resources
-    options: dict[str, Any] = {
-        "num_cpus": res.num_cpus,
-        "num_gpus": res.num_gpus,
-        "name": f"agentmesh-{cls.name}-{uuid.uuid4().hex[:8]}",
-        "max_concurrency": MAX_CONCURRENCY,
-    }
-    if res.custom:
-        options["resources"] = dict(res.custom)
-    if res.labels:
-        options["label_selector"] = dict(res.labels)
-    actor_cls = ray.remote(AgentHost).options(**options)
-    return cast(ActorHandle, actor_cls.remote(cls, models=dict(models)))
+def spawn_agent(
+    cls: type[Agent], models: Mapping[str, ActorHandle], *, count: int = 1
+) -> tuple[tuple[ActorHandle, ...], PlacementGroup | None]:
+    """The actors of ``count`` replicas of one agent class, placed by the resources, labels and
+    strategy it declares, and the pack placement group holding them (None unless packed)."""
+    options, group = replica_options(cls.resources, count, prefix=f"agentmesh-{cls.name}")
+    actor_cls = ray.remote(AgentHost)
+    handles = tuple(
+        cast(
+            ActorHandle,
+            actor_cls.options(max_concurrency=MAX_CONCURRENCY, **opts).remote(
+                cls, models=dict(models)
+            ),
+        )
+        for opts in options
+    )
+    return handles, group
 
 
 async def await_started(
