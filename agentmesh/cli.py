@@ -107,6 +107,12 @@ def demo(
             f"[magenta]quarantined[/magenta] {item.id} (decision #{item.decision_seq}): "
             f"{item.content[:160]!r}..."
         )
+    if address is not None:  # on a cluster: which node each agent went to
+        nodes = sorted({n for ns in report.placement.values() for n in ns})
+        where = ", ".join(
+            f"{agent} on {' '.join(n[:12] for n in ns)}" for agent, ns in report.placement.items()
+        )
+        console.print(f"Placement over {len(nodes)} node(s): {where}")
 
 
 @app.command()

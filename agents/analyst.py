@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel
 
-from agentmesh.agent import Agent, skill
+from agentmesh.agent import Agent, Resources, skill
 
 __all__ = ["Analyst", "Review"]
 
@@ -20,6 +20,8 @@ class Analyst(Agent):
     """Outlines a topic into sections and reviews drafts for length and missing sections."""
 
     name = "analyst"
+    # On a cluster the demo's agents go to different nodes (on one machine, all to it).
+    resources = Resources(strategy="spread")
     count_tool = "docs.word_count"
     tools = (count_tool,)
 

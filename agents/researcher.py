@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agentmesh.agent import Agent, skill
+from agentmesh.agent import Agent, Resources, skill
 from agentmesh.errors import SecurityDenied
 from agentmesh.protocols.mcp import ToolResult
 
@@ -49,6 +49,8 @@ class Researcher(Agent):
     """
 
     name = "researcher"
+    # On a cluster the demo's agents go to different nodes (on one machine, all to it).
+    resources = Resources(strategy="spread")
     search_tool = "docs.search_docs"
     read_tool = "docs.read_doc"
     tools = (search_tool, read_tool)

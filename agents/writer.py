@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from agentmesh.agent import Agent, skill
+from agentmesh.agent import Agent, Resources, skill
 from agentmesh.agents.analyst import Review
 from agentmesh.agents.researcher import Notes
 
@@ -27,6 +27,8 @@ class Writer(Agent):
     """
 
     name = "writer"
+    # On a cluster the demo's agents go to different nodes (on one machine, all to it).
+    resources = Resources(strategy="spread")
     model = "local"
 
     @skill(tags=("writing",))

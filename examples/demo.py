@@ -69,6 +69,8 @@ class DemoReport(BaseModel):
     result: RunResult
     decisions: list[Decision]
     quarantine: list[QuarantineItem]
+    # agent -> the Ray node ids of its actors (on a cluster, the spread agents' nodes differ)
+    placement: dict[str, list[str]]
 
 
 async def run_demo(
@@ -78,5 +80,8 @@ async def run_demo(
     async with build_mesh(model=model, address=address) as mesh:
         result = await mesh.run(goal, planner=TemplatePlanner(demo_plan))
         return DemoReport(
-            result=result, decisions=await mesh.decisions(), quarantine=await mesh.quarantine()
+            result=result,
+            decisions=await mesh.decisions(),
+            quarantine=await mesh.quarantine(),
+            placement=mesh.placement(),
         )

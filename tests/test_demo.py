@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import ray
 from typer.testing import CliRunner
 
 from agentmesh import ScriptedModel
@@ -38,6 +39,9 @@ async def test_demo_with_scripted_model(ray_session: None) -> None:
     assert ("tool_result", "researcher", "docs.read_doc", "quarantine") in kinds
     assert ("message", "writer", "analyst.review", "allow") in kinds
     assert ("tool_call", "analyst", "docs.word_count", "allow") in kinds
+    # the agents declare spread, which on one node puts them all on it
+    node = ray.get_runtime_context().get_node_id()
+    assert report.placement == {a: [node] for a in ("researcher", "analyst", "writer")}
 
 
 def test_cli_agents_prints_cards() -> None:

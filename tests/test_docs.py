@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agentmesh import Agent
+
 README = Path(__file__).parent.parent / "README.md"
 
 
@@ -30,3 +32,21 @@ def test_readme_structured_output_example_runs(
         "name='Ann' phone='555-0123'",
         "- phone: String should match pattern '^\\d{3}-\\d{4}$'",
     ]
+
+
+def test_readme_placement_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    [example] = [block for block in python_blocks() if 'strategy="spread"' in block]
+    scope: dict[str, object] = {"__name__": "readme_placement"}
+    exec(compile(example, str(README), "exec"), scope)
+    assert capsys.readouterr().out.startswith(
+        "bad resources: strategy 'pack' reserves each replica's resources in a placement group"
+    )
+    vision = scope["Vision"]
+    assert isinstance(vision, type) and issubclass(vision, Agent) and vision.replicas == 2
+    assert vision.resources.model_dump() == {
+        "num_cpus": 1,
+        "num_gpus": 1,
+        "custom": {},
+        "labels": {"tier": "edge"},
+        "strategy": "spread",
+    }
