@@ -9,6 +9,7 @@ model's plan that fails is sent back to the model with the errors, up to a bound
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -85,8 +86,8 @@ def validate_plan(plan: Plan, catalog: Sequence[SkillInfo]) -> nx.DiGraph:
     skills = {(info.agent, info.skill): info for info in catalog}
     agents = {info.agent for info in catalog}
     errors: list[str] = []
-    ids = [step.id for step in plan.steps]
-    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+    counts = Counter(step.id for step in plan.steps)
+    for dup in sorted(i for i, n in counts.items() if n > 1):
         errors.append(f"step id {dup!r} is used more than once")
     graph: nx.DiGraph = nx.DiGraph()
     for step in plan.steps:

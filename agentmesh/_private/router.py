@@ -7,11 +7,13 @@ request before it is delivered, and the reply before the caller sees it.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from a2a.types import Message, StreamResponse, Task, TaskState, TaskStatus
 from pydantic import JsonValue
@@ -19,11 +21,11 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
 from agentmesh._private.decisions import raise_for_decision
+from agentmesh._private.ray_calls import await_ray, ray_error
 from agentmesh._private.task_scope import stamp_call
+from agentmesh._private.vet_batch import VetBatcher, VetCall
 from agentmesh.errors import (
     AgentMeshError,
-    AgentUnavailableError,
-    RunError,
     SecurityDenied,
     UnknownAgentError,
     UnknownSkillError,
@@ -46,24 +48,6 @@ class Peer:
 
     handle: ActorHandle
     skills: frozenset[str]
-
-
-def ray_error(exc: RayTaskError | RayActorError, what: str) -> AgentMeshError:
-    """A Ray failure as the agentmesh error it carries, or as a typed run failure."""
-    if isinstance(exc, RayActorError):
-        return AgentUnavailableError(f"{what}: the actor is dead or unreachable ({exc})")
-    cause = exc.cause
-    if isinstance(cause, AgentMeshError):
-        return cause
-    return RunError(f"{what} failed: {type(cause).__name__}: {cause}")
-
-
-async def await_ray(ref: Awaitable[T], *, what: str) -> T:
-    """Await a Ray call; re-raise agentmesh errors as themselves and dead actors as typed."""
-    try:
-        return await ref
-    except (RayTaskError, RayActorError) as exc:
-        raise ray_error(exc, what) from None
 
 
 class Router:
@@ -95,6 +79,9 @@ class Router:
         # Only bench/hop.py turns vetting off, to measure the transport alone.
         self.vet = vet
         self.max_waiting = max_waiting
+        self._batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, VetBatcher]] = (
+            WeakKeyDictionary()
+        )
         self._asked: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # -> skill
 
     def _agent(self, agent: str) -> Peer:
@@ -242,32 +229,33 @@ class Router:
             return self.pool[pool_member(sender, len(self.pool))]
         return self.security
 
+    def _batcher(self, guard: ActorHandle) -> VetBatcher:
+        """The batcher of ``guard`` on the running loop (a router may serve more than one loop
+        over its life, e.g. one ``asyncio.run`` after another)."""
+        loop = asyncio.get_running_loop()
+        batchers = self._batchers.setdefault(loop, {})
+        if id(guard) not in batchers:
+            batchers[id(guard)] = VetBatcher(guard)
+        return batchers[id(guard)]
+
     async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
             text = a2a.message_text(message)
-            decision: Any = await await_ray(
-                guard.vet_message.remote(
-                    sender,
-                    agent,
-                    skill,
-                    text,
-                    label=message_label(message),
-                    context=message.context_id or None,
-                ),
-                what="security actor",
+            call = VetCall(
+                "message",
+                (sender, agent, skill, text),
+                {"label": message_label(message), "context": message.context_id or None},
             )
-            raise_for_decision(decision)
+            raise_for_decision(await self._batcher(guard).vet(call))
 
     async def _vet_reply(
         self, agent: str, sender: str, skill: str, text: str, context_id: str | None
     ) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
-            reply: Any = await await_ray(
-                guard.vet_reply.remote(agent, sender, skill, text, context=context_id or None),
-                what="security actor",
-            )
+            call = VetCall("reply", (agent, sender, skill, text), {"context": context_id or None})
+            reply: Any = await self._batcher(guard).vet(call)
             raise_for_decision(reply)
 
     async def _vet_end(
