@@ -30,6 +30,16 @@ from agentmesh._private.ray_init import ensure_ray
 
 CPUS = 2
 ROUNDS = 3  # each shape runs this many times per side, alternating; the best round counts
+CRUNCH = 400_000  # loop turns of one CPU-bound node
+CPU_NODES = 40
+
+
+def crunch(n: int) -> int:
+    """Fixed pure-Python work: it holds the GIL, so only more processes run it in parallel."""
+    acc = 0
+    for i in range(n):
+        acc = (acc * 31 + i) % 1_000_003
+    return acc
 
 
 class Noop(Agent):
@@ -46,6 +56,18 @@ class Noop(Agent):
     def join(self, left: int, right: int) -> int:
         """Return 1 after two upstream nodes."""
         return 1
+
+
+class Cruncher(Agent):
+    """Does a fixed amount of real compute per node, one replica per core."""
+
+    resources = Resources(num_cpus=1)
+    replicas = CPUS
+
+    @skill
+    def work(self, n: int, i: int = 0) -> int:
+        """Run the fixed loop of ``n`` turns."""
+        return crunch(n)
 
 
 @ray.remote  # Ray's defaults (one CPU per task), as a user would write it
@@ -140,12 +162,49 @@ async def noop_shapes(mesh: Mesh, figures: dict[str, object]) -> None:
         )
 
 
+async def cpu_fanout(mesh: Mesh, figures: dict[str, object]) -> None:
+    """Makespan of CPU_NODES independent CPU-bound nodes against total work / CPUS."""
+    steps = [
+        PlanStep(id=f"w{i}", agent="cruncher", skill="work", args={"n": CRUNCH, "i": i})
+        for i in range(CPU_NODES)
+    ]
+    plan = Plan(goal="crunch", steps=steps, output="w0")
+    planner = TemplatePlanner(lambda goal: plan)
+    await mesh.run(plan.goal, planner=planner)  # warm: the replicas have started and settled
+    makespan = unit = float("inf")
+    for _ in range(ROUNDS):
+        unit = min([unit] + [_timed(crunch, CRUNCH) for _ in range(3)])  # one node, alone, here
+        start = time.perf_counter()
+        await mesh.run(plan.goal, planner=planner)
+        makespan = min(makespan, time.perf_counter() - start)
+    ideal = CPU_NODES * unit / CPUS
+    figures |= {
+        "cpu_node_ms": round(1000 * unit, 1),
+        "cpu_fanout_makespan_s": round(makespan, 3),
+        "cpu_fanout_ideal_s": round(ideal, 3),
+        "cpu_fanout_over_ideal": round(makespan / ideal, 3),
+    }
+    print(
+        f"cpu fan-out of {CPU_NODES} x {1000 * unit:.0f} ms on {CPUS} replicas: makespan "
+        f"{makespan:.2f} s, ideal {ideal:.2f} s ({makespan / ideal:.2f} x)"
+    )
+
+
+def _timed(func: Callable[[int], object], arg: int) -> float:
+    start = time.perf_counter()
+    func(arg)
+    return time.perf_counter() - start
+
+
 async def main() -> None:
     ensure_ray(num_cpus=CPUS)
     policy = Policy.from_yaml("name: bench\nmessages: [{from: [user, 'user:*'], to: ['*']}]\n")
     figures: dict[str, object] = {"bench": "dag", "cpus": CPUS}
     async with Mesh([Noop], policy=policy) as mesh:
         await noop_shapes(mesh, figures)
+    # a mesh of its own: its replicas hold every CPU, which the raw Ray tasks above need
+    async with Mesh([Cruncher], policy=policy) as mesh:
+        await cpu_fanout(mesh, figures)
     figures["ratio"] = figures["fanout_1000_ratio"]
     print(json.dumps(figures))
 
