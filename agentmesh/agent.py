@@ -128,6 +128,9 @@ class Agent:
         name: the agent's name in the mesh (default: the class name in snake_case).
         description: for the Agent Card (default: the class docstring).
         resources: what its actor asks Ray for.
+        replicas: how many actors serve it (default 1), each with those resources; new tasks
+            go to the least busy one, so CPU-bound skills run in parallel across processes.
+            Each replica keeps its own instance state. ``Mesh(replicas=...)`` overrides it.
         model: the name of the mesh model :meth:`generate` uses by default.
         tools: MCP tools ("server.tool") it intends to call; the policy still decides.
     """
@@ -136,6 +139,7 @@ class Agent:
     description: ClassVar[str]
     version: ClassVar[str] = "0.1.0"
     resources: ClassVar[Resources] = Resources()
+    replicas: ClassVar[int] = 1
     model: ClassVar[str | None] = None
     tools: ClassVar[tuple[str, ...]] = ()
     skills: ClassVar[dict[str, SkillSchema]] = {}
@@ -167,6 +171,10 @@ class Agent:
             raise AgentDefinitionError(f"agent {cls.__name__} needs a docstring or description")
         if not isinstance(cls.resources, Resources):
             raise AgentDefinitionError(f"agent {cls.__name__}: resources must be a Resources")
+        if isinstance(cls.replicas, bool) or not isinstance(cls.replicas, int) or cls.replicas < 1:
+            raise AgentDefinitionError(
+                f"agent {cls.__name__}: replicas is a whole number >= 1, not {cls.replicas!r}"
+            )
         if isinstance(cls.tools, str):
             raise AgentDefinitionError(f"agent {cls.__name__}: tools must be a tuple of names")
         found: dict[str, SkillSchema] = {}

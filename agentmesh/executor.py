@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
 from typing import Any
 
@@ -81,6 +81,43 @@ class RunResult(BaseModel):
         return next(n for n in self.nodes if n.step_id == step_id)
 
 
+async def _schedule(
+    graph: nx.DiGraph,
+    records: dict[str, NodeRecord],
+    run_node: Callable[[PlanStep], Coroutine[Any, Any, None]],
+) -> None:
+    """Run every node once all its predecessors succeeded; skip the descendants of a failure.
+
+    Event-driven (a count of unfinished predecessors per node, a queue of finished nodes), so
+    a DAG of n nodes costs O(n + edges) to schedule, not a scan of the graph per finished node.
+    """
+    waiting = {n: graph.in_degree(n) for n in graph}
+    finished: asyncio.Queue[str] = asyncio.Queue()
+    running: dict[str, asyncio.Task[None]] = {}
+
+    def start(node: str) -> None:
+        task = asyncio.create_task(run_node(graph.nodes[node]["step"]))
+        task.add_done_callback(lambda _: finished.put_nowait(node))
+        running[node] = task
+
+    for node in nx.topological_sort(graph):  # plan order among the first ready nodes
+        if waiting[node] == 0:
+            start(node)
+    while running:
+        node = await finished.get()
+        running.pop(node).result()  # run_node records errors itself; this surfaces only bugs
+        if records[node].status is NodeStatus.SUCCEEDED:
+            for succ in graph.successors(node):
+                waiting[succ] -= 1
+                if waiting[succ] == 0:
+                    start(succ)
+            continue
+        for later in nx.descendants(graph, node):
+            if records[later].status is NodeStatus.PENDING:
+                records[later].status = NodeStatus.SKIPPED
+                records[later].error = ErrorInfo(type="Skipped", message="an upstream step failed")
+
+
 def _resolve(ref: str, outputs: dict[str, JsonValue]) -> JsonValue:
     source, _, path = ref.partition(".")
     value: Any = outputs[source]
@@ -146,28 +183,7 @@ async def execute(
             labels[step.id] = record.label
             return
 
-    pending: dict[asyncio.Task[None], str] = {}
-    done: set[str] = set()
-    while True:
-        for node in nx.topological_sort(graph):
-            record = records[node]
-            if record.status is not NodeStatus.PENDING or node in pending.values():
-                continue
-            preds = list(graph.predecessors(node))
-            if any(records[p].status in (NodeStatus.FAILED, NodeStatus.SKIPPED) for p in preds):
-                record.status = NodeStatus.SKIPPED
-                record.error = ErrorInfo(type="Skipped", message="an upstream step failed")
-            elif all(p in done for p in preds):
-                step = graph.nodes[node]["step"]
-                pending[asyncio.create_task(run_node(step))] = node
-        if not pending:
-            break
-        finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for fut in finished:
-            node = pending.pop(fut)
-            fut.result()  # run_node records errors itself; this surfaces only bugs
-            if records[node].status is NodeStatus.SUCCEEDED:
-                done.add(node)
+    await _schedule(graph, records, run_node)
 
     sinks = [n for n in nx.topological_sort(graph) if graph.out_degree(n) == 0]
     output_step = plan.output or sinks[-1]

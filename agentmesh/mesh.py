@@ -25,7 +25,7 @@ from ray.actor import ActorHandle
 from agentmesh._private import mesh_security
 from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
-from agentmesh._private.mesh_start import check_agents, check_models
+from agentmesh._private.mesh_start import check_agents, check_models, check_replicas
 from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.router import Router, await_ray
@@ -83,6 +83,8 @@ class Mesh:
             default ``$AGENTMESH_STATE_DIR/audit``, else ``./.agentmesh/audit``.
         audit_key: an HMAC key (16+ bytes) for the audit chain, so that a rewrite of a
             whole file without the key is detected too (``--key-file`` when verifying).
+        replicas: actors per agent name, overriding the classes' ``replicas`` (scale an agent
+            at deployment without editing its class).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class Mesh:
         security_pool: int = 1,
         audit_dir: str | os.PathLike[str] | None = None,
         audit_key: bytes | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         check_agents(agents, remote_agents)
         self.agent_classes = list(agents)
@@ -126,6 +129,7 @@ class Mesh:
         audit_path = Path(audit_dir) if audit_dir is not None else default_audit_dir()
         self.audit_dir = audit_path.resolve()
         self._audit_key = audit_key
+        self.replicas = check_replicas(agents, replicas or {})
         self._started_ray = False
         self._actors = MeshActors()
 
@@ -161,6 +165,7 @@ class Mesh:
                 security=security,
                 start_timeout_s=self.start_timeout_s,
                 driver=USER,
+                replicas=self.replicas,
             )
         except BaseException:
             await self.close()

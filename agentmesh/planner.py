@@ -10,6 +10,7 @@ loop as structured output, :mod:`agentmesh._private.structured`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -92,8 +93,8 @@ def validate_plan(plan: Plan, catalog: Sequence[SkillInfo]) -> nx.DiGraph:
     skills = {(info.agent, info.skill): info for info in catalog}
     agents = {info.agent for info in catalog}
     errors: list[str] = []
-    ids = [step.id for step in plan.steps]
-    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+    counts = Counter(step.id for step in plan.steps)
+    for dup in sorted(i for i, n in counts.items() if n > 1):
         errors.append(f"step id {dup!r} is used more than once")
     graph: nx.DiGraph = nx.DiGraph()
     for step in plan.steps:

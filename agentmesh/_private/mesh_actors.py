@@ -60,9 +60,9 @@ class MeshActors:
         self.security: dict[tuple[str, int], ActorHandle] = {}
         self.channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
         self.models: dict[str, ActorHandle] = {}
-        self.agents: dict[str, ActorHandle] = {}
+        self.agents: dict[str, tuple[ActorHandle, ...]] = {}  # each agent's replicas
         self.groups: list[PlacementGroup] = []  # the pack placement groups, removed at close
-        self.nodes: dict[str, list[str]] = {}  # agent -> the node ids of its actors
+        self.nodes: dict[str, list[str]] = {}  # agent -> the node ids of its replicas
         self.cards: dict[str, AgentCard] = {}
         self.tools: list[ToolInfo] = []
         self.router: Router | None = None
@@ -76,9 +76,10 @@ class MeshActors:
         security: SecuritySetup,
         start_timeout_s: float,
         driver: str,
+        replicas: Mapping[str, int],
     ) -> None:
         """Start every actor and join the agents; ``driver`` is the principal the router
-        speaks as (no agent may take its name)."""
+        speaks as (no agent may take its name); ``replicas`` overrides agents' own counts."""
         # The security actor of the driver's node first: a tool server that cannot start
         # fails the mesh before any agent exists.
         driver_node = str(ray.get_runtime_context().get_node_id())
@@ -86,17 +87,19 @@ class MeshActors:
         self.check_declared_tools(agent_classes)
         for name, spec in model_specs.items():
             self.models[name] = launch_model_service(name, spec)
+        wants: dict[str, str] = {}
         for cls in agent_classes:
-            (self.agents[cls.name],), group = spawn_agent(cls, self.models)
+            count = replicas.get(cls.name, cls.replicas)
+            self.agents[cls.name], group = spawn_agent(cls, self.models, count=count)
             if group is not None:
                 self.groups.append(group)
-        wants = {cls.name: str(cls.resources.model_dump()) for cls in agent_classes}
+            wants |= dict.fromkeys(_names(cls.name, count), str(cls.resources.model_dump()))
         for remote in remote_agents:  # a refused card fails the start here
             name, _card, handle = await spawn_remote_host(remote)
             if name in self.agents or name == driver:
                 ray.kill(handle)
                 raise ConfigError(f"remote agent {remote.url} takes the name {name!r}, in use")
-            self.agents[name] = handle
+            self.agents[name] = (handle,)
             wants[name] = f"remote agent at {remote.url}"
         # A model that cannot load fails the start, not the first agent that uses it.
         await await_started(
@@ -104,21 +107,26 @@ class MeshActors:
             {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in model_specs.items()},
             timeout_s=start_timeout_s,
         )
+        every = [  # (agent, replica's name, actor) for every replica of every agent
+            (name, replica, handle)
+            for name, handles in self.agents.items()
+            for replica, handle in zip(_names(name, len(handles)), handles, strict=True)
+        ]
         card_probes: dict[str, Awaitable[bytes]] = {
-            name: await_ray(handle.card.remote(), what=f"agent {name!r}")
-            for name, handle in self.agents.items()
+            replica: await_ray(handle.card.remote(), what=f"agent {replica!r}")
+            for _, replica, handle in every
         }
         raw_cards = await await_started(card_probes, wants, timeout_s=start_timeout_s)
-        self.cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
+        self.cards = {name: AgentCard.FromString(raw_cards[name]) for name in self.agents}
         directory = {
-            name: Peer(handle, frozenset(s.id for s in self.cards[name].skills))
-            for name, handle in self.agents.items()
+            name: Peer(handles, frozenset(s.id for s in self.cards[name].skills))
+            for name, handles in self.agents.items()
         }
         nodes: list[str] = await asyncio.gather(
-            *(await_ray(h.node_id.remote(), what=n) for n, h in self.agents.items())
+            *(await_ray(h.node_id.remote(), what=replica) for _, replica, h in every)
         )
-        for name, node in zip(self.agents, nodes, strict=True):
-            self.nodes[name] = [node]
+        for (name, _, _), node in zip(every, nodes, strict=True):
+            self.nodes.setdefault(name, []).append(node)
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self.security_on(node, security)
         local = {cls.name for cls in agent_classes}
@@ -129,16 +137,16 @@ class MeshActors:
                     for a in self.security.values()
                 )
             )
-        guards = [
-            (node, pool_member(n, security.pool))
-            for n, node in zip(self.agents, nodes, strict=True)
+        guards = [  # a replica's traffic is its agent's: the same member, on its own node
+            (node, pool_member(name, security.pool))
+            for (name, _, _), node in zip(every, nodes, strict=True)
         ]
         await asyncio.gather(
             *(
                 await_ray(
                     h.join.remote(directory, self.security[guard], self.channels[guard]), what=n
                 )
-                for (n, h), guard in zip(self.agents.items(), guards, strict=True)
+                for (_, n, h), guard in zip(every, guards, strict=True)
             )
         )
         pool = [self.security[(driver_node, i)] for i in range(security.pool)]
@@ -193,10 +201,11 @@ class MeshActors:
         return self.models[name]
 
     def agent(self, name: str) -> ActorHandle:
-        """The actor of agent ``name``; UnknownAgentError naming the known ones."""
+        """The actor of agent ``name`` (its first replica); UnknownAgentError naming the known
+        ones."""
         if name not in self.agents:
             raise UnknownAgentError(name, known=list(self.agents))
-        return self.agents[name]
+        return self.agents[name][0]
 
     def catalog(self) -> list[SkillInfo]:
         """Every skill of the started agents, with its schemas, as planners see it."""
@@ -222,7 +231,8 @@ class MeshActors:
             await asyncio.wait_for(
                 asyncio.gather(*(a.close.remote() for a in self.security.values())), timeout=10
             )
-        for handle in [*self.agents.values(), *self.models.values(), *self.security.values()]:
+        replicas = [h for handles in self.agents.values() for h in handles]
+        for handle in [*replicas, *self.models.values(), *self.security.values()]:
             ray.kill(handle)
         for group in self.groups:
             remove_group(group)
@@ -232,3 +242,8 @@ class MeshActors:
         self.models.clear()
         self.security.clear()
         self.router = None
+
+
+def _names(agent: str, count: int) -> list[str]:
+    """How start-up messages name an agent's replicas: ``writer``, ``writer#1``, ..."""
+    return [agent] + [f"{agent}#{i}" for i in range(1, count)]

@@ -29,7 +29,14 @@ from agentmesh.errors import (
 from agentmesh.inference import ModelInfo, ModelSpec
 from agentmesh.remote import RemoteAgent
 
-__all__ = ["await_started", "check_agents", "check_models", "load_probe", "spawn_agent"]
+__all__ = [
+    "await_started",
+    "check_agents",
+    "check_models",
+    "check_replicas",
+    "load_probe",
+    "spawn_agent",
+]
 
 T = TypeVar("T")
 
@@ -62,6 +69,17 @@ def check_models(agents: Sequence[type[Agent]], model_specs: Mapping[str, ModelS
             raise UnknownModelError(
                 f"agent {cls.name!r} uses model {cls.model!r}; configured: {sorted(model_specs)}"
             )
+
+
+def check_replicas(agents: Sequence[type[Agent]], replicas: Mapping[str, int]) -> dict[str, int]:
+    """ConfigError unless ``replicas`` maps the mesh's own agents to whole numbers >= 1."""
+    names = {cls.name for cls in agents}
+    if unknown := sorted(set(replicas) - names):
+        raise ConfigError(f"replicas names agents the mesh does not run: {unknown}")
+    for name, count in replicas.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"replicas[{name!r}] is a whole number >= 1, not {count!r}")
+    return dict(replicas)
 
 
 def spawn_agent(

@@ -7,11 +7,12 @@ request before it is delivered, and the reply before the caller sees it.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from a2a.types import Message, StreamResponse, Task, TaskState, TaskStatus
 from pydantic import JsonValue
@@ -19,11 +20,12 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
 from agentmesh._private.decisions import raise_for_decision
+from agentmesh._private.peer import Peer
+from agentmesh._private.ray_calls import await_ray, ray_error
 from agentmesh._private.task_scope import stamp_call
+from agentmesh._private.vet_batch import VetBatcher, VetCall
 from agentmesh.errors import (
     AgentMeshError,
-    AgentUnavailableError,
-    RunError,
     SecurityDenied,
     UnknownAgentError,
     UnknownSkillError,
@@ -38,32 +40,6 @@ from agentmesh.provenance import Label, message_label
 __all__ = ["Peer", "Router", "await_ray", "pool_member", "ray_error"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Peer:
-    """One agent as the directory knows it: its actor and its skills' names."""
-
-    handle: ActorHandle
-    skills: frozenset[str]
-
-
-def ray_error(exc: RayTaskError | RayActorError, what: str) -> AgentMeshError:
-    """A Ray failure as the agentmesh error it carries, or as a typed run failure."""
-    if isinstance(exc, RayActorError):
-        return AgentUnavailableError(f"{what}: the actor is dead or unreachable ({exc})")
-    cause = exc.cause
-    if isinstance(cause, AgentMeshError):
-        return cause
-    return RunError(f"{what} failed: {type(cause).__name__}: {cause}")
-
-
-async def await_ray(ref: Awaitable[T], *, what: str) -> T:
-    """Await a Ray call; re-raise agentmesh errors as themselves and dead actors as typed."""
-    try:
-        return await ref
-    except (RayTaskError, RayActorError) as exc:
-        raise ray_error(exc, what) from None
 
 
 class Router:
@@ -95,7 +71,11 @@ class Router:
         # Only bench/hop.py turns vetting off, to measure the transport alone.
         self.vet = vet
         self.max_waiting = max_waiting
-        self._asked: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # -> skill
+        self._batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, VetBatcher]] = (
+            WeakKeyDictionary()
+        )
+        # (agent, task id, sender) -> (skill, replica) of each task that waits for input
+        self._asked: OrderedDict[tuple[str, str, str], tuple[str, int]] = OrderedDict()
 
     def _agent(self, agent: str) -> Peer:
         peer = self.directory.get(agent)
@@ -129,8 +109,9 @@ class Router:
         Raises the callee's error typed; InputRequired when the task waits for input.
         """
         sender = sender or self.sender
+        replica = None
         if task_id is not None:
-            skill = self._asked_skill(agent, task_id, sender)
+            skill, replica = self._asked_task(agent, task_id, sender)
         peer = self.peer(agent, skill)
         self._check_security()
         message: Message = a2a.skill_call_message(
@@ -145,12 +126,14 @@ class Router:
         if label is not None or grant is not None:
             stamp_call(message, label=label, grant=grant)
         await self._vet_request(sender, agent, skill, message)
-        raw: bytes = await await_ray(
-            peer.handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
-        )
+        with peer.pick(replica) as (replica, handle):
+            raw: bytes = await await_ray(
+                handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
+            )
         task = Task.FromString(raw)
         text = a2a.task_text(task) if self.vet else None  # None: nothing to vet
-        await self._vet_end(agent, sender, skill, task.id, task.status, text, context_id)
+        where = (agent, replica)
+        await self._vet_end(where, sender, skill, task.id, task.status, text, context_id)
         return a2a.task_result(task, agent=agent), task  # raises the callee's error, typed
 
     async def stream(
@@ -172,8 +155,9 @@ class Router:
         """
         sender = sender or self.sender
         task_id = message.task_id or task_id or new_id()
+        replica = None
         if message.task_id:
-            skill = self._asked_skill(agent, task_id, sender)
+            skill, replica = self._asked_task(agent, task_id, sender)
         else:
             skill = a2a.named_skill(message) or self._sole_skill(agent)
         peer = self.peer(agent, skill)
@@ -186,29 +170,32 @@ class Router:
             await self._vet_request(sender, agent, skill, stamped)
         except SecurityDenied as exc:
             if message.task_id:  # the waiting task is answered by a refusal: it ends here
-                await self._cancel_at(peer, task_id, sender)
+                await self._cancel_at(peer, task_id, sender, replica=replica)
             else:
                 yield new_task(stamped, task_id, skill=skill, streams=False)
             yield _failed(task_id, context_id, exc)
             return
         texts: list[str] = []
-        try:
-            async for event in _events(peer, stamped, agent):
-                if event.HasField("artifact_update"):
-                    texts.append(a2a.task_text(Task(artifacts=[event.artifact_update.artifact])))
-                    await self._vet_reply(agent, sender, skill, texts[-1], context_id)
-                elif event.HasField("status_update"):
-                    update = event.status_update
-                    whole = "\n".join(texts) if len(texts) > 1 else None  # one: already vetted
-                    await self._vet_end(
-                        agent, sender, skill, task_id, update.status, whole, context_id
-                    )
-                yield event
-        except SecurityDenied as exc:
-            await self._cancel_at(peer, task_id, sender)
-            yield _failed(task_id, context_id, exc)
-        except AgentMeshError as exc:  # the actor died or cannot be reached
-            yield _failed(task_id, context_id, exc)
+        with peer.pick(replica) as (replica, handle):
+            try:
+                async for event in _events(handle, stamped, agent):
+                    if event.HasField("artifact_update"):
+                        artifact = event.artifact_update.artifact
+                        texts.append(a2a.task_text(Task(artifacts=[artifact])))
+                        await self._vet_reply(agent, sender, skill, texts[-1], context_id)
+                    elif event.HasField("status_update"):
+                        status = event.status_update.status
+                        whole = "\n".join(texts) if len(texts) > 1 else None  # one: vetted
+                        where = (agent, replica)
+                        await self._vet_end(
+                            where, sender, skill, task_id, status, whole, context_id
+                        )
+                    yield event
+            except SecurityDenied as exc:
+                await self._cancel_at(peer, task_id, sender, replica=replica)
+                yield _failed(task_id, context_id, exc)
+            except AgentMeshError as exc:  # the actor died or cannot be reached
+                yield _failed(task_id, context_id, exc)
 
     async def cancel(self, agent: str, task_id: str, *, sender: str | None = None) -> None:
         """Cancel the sender's running or waiting task at ``agent``.
@@ -218,8 +205,9 @@ class Router:
         """
         sender = sender or self.sender
         peer = self._agent(agent)
-        self._asked.pop((agent, task_id, sender), None)
-        if not await self._cancel_at(peer, task_id, sender, quiet=False):
+        waiting = self._asked.pop((agent, task_id, sender), None)
+        replica = waiting[1] if waiting else None  # None: a running task, on any replica
+        if not await self._cancel_at(peer, task_id, sender, replica=replica, quiet=False):
             raise UnknownTaskError(task_id, agent=agent)
 
     # --- internals ---------------------------------------------------------------------------
@@ -242,37 +230,38 @@ class Router:
             return self.pool[pool_member(sender, len(self.pool))]
         return self.security
 
+    def _batcher(self, guard: ActorHandle) -> VetBatcher:
+        """The batcher of ``guard`` on the running loop (a router may serve more than one loop
+        over its life, e.g. one ``asyncio.run`` after another)."""
+        loop = asyncio.get_running_loop()
+        batchers = self._batchers.setdefault(loop, {})
+        if id(guard) not in batchers:
+            batchers[id(guard)] = VetBatcher(guard)
+        return batchers[id(guard)]
+
     async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
             text = a2a.message_text(message)
-            decision: Any = await await_ray(
-                guard.vet_message.remote(
-                    sender,
-                    agent,
-                    skill,
-                    text,
-                    label=message_label(message),
-                    context=message.context_id or None,
-                ),
-                what="security actor",
+            call = VetCall(
+                "message",
+                (sender, agent, skill, text),
+                {"label": message_label(message), "context": message.context_id or None},
             )
-            raise_for_decision(decision)
+            raise_for_decision(await self._batcher(guard).vet(call))
 
     async def _vet_reply(
         self, agent: str, sender: str, skill: str, text: str, context_id: str | None
     ) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
-            reply: Any = await await_ray(
-                guard.vet_reply.remote(agent, sender, skill, text, context=context_id or None),
-                what="security actor",
-            )
+            call = VetCall("reply", (agent, sender, skill, text), {"context": context_id or None})
+            reply: Any = await self._batcher(guard).vet(call)
             raise_for_decision(reply)
 
     async def _vet_end(
         self,
-        agent: str,
+        where: tuple[str, int],
         sender: str,
         skill: str,
         task_id: str,
@@ -281,34 +270,40 @@ class Router:
         context_id: str | None,
     ) -> None:
         """Vet how a task ended, as the reply it is: the result (unless None: nothing left to
-        vet), or the question of an input-required task, whose skill is then remembered."""
+        vet), or the question of an input-required task, whose skill and replica (``where``:
+        agent, replica) are then remembered."""
+        agent, replica = where
         if status.state == TaskState.TASK_STATE_COMPLETED and result_text is not None:
             await self._vet_reply(agent, sender, skill, result_text, context_id)
         elif status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
             text = a2a.message_text(status.message)
             await self._vet_reply(agent, sender, skill, text, context_id)
-            self._remember(agent, task_id, sender, skill)
+            self._asked[(agent, task_id, sender)] = (skill, replica)
+            while len(self._asked) > self.max_waiting:
+                self._asked.popitem(last=False)
 
-    def _remember(self, agent: str, task_id: str, sender: str, skill: str) -> None:
-        self._asked[(agent, task_id, sender)] = skill
-        while len(self._asked) > self.max_waiting:
-            self._asked.popitem(last=False)
-
-    def _asked_skill(self, agent: str, task_id: str, sender: str) -> str:
-        skill = self._asked.pop((agent, task_id, sender), None)
-        if skill is None:
+    def _asked_task(self, agent: str, task_id: str, sender: str) -> tuple[str, int]:
+        """The skill and replica of the sender's task that waits for input at ``agent``."""
+        waiting = self._asked.pop((agent, task_id, sender), None)
+        if waiting is None:
             raise UnknownTaskError(task_id, agent=agent)
-        return skill
+        return waiting
 
     @staticmethod
-    async def _cancel_at(peer: Peer, task_id: str, sender: str, *, quiet: bool = True) -> bool:
+    async def _cancel_at(
+        peer: Peer, task_id: str, sender: str, *, replica: int | None, quiet: bool = True
+    ) -> bool:
+        """Cancel at ``replica`` (None: ask every replica; the one holding the task says so)."""
+        handles = peer.handles if replica is None else (peer.handles[replica],)
         try:
-            done: bool = await await_ray(peer.handle.cancel.remote(task_id, sender), what="agent")
+            found: list[bool] = await asyncio.gather(
+                *(await_ray(h.cancel.remote(task_id, sender), what="agent") for h in handles)
+            )
         except AgentMeshError:
             if not quiet:
                 raise
             return False
-        return done
+        return any(found)
 
 
 def pool_member(principal: str, size: int) -> int:
@@ -322,11 +317,13 @@ def _failed(task_id: str, context_id: str, error: AgentMeshError) -> StreamRespo
     return status_event(task_id, context_id, TaskState.TASK_STATE_FAILED, message=message)
 
 
-async def _events(peer: Peer, message: Message, agent: str) -> AsyncIterator[StreamResponse]:
+async def _events(
+    handle: ActorHandle, message: Message, agent: str
+) -> AsyncIterator[StreamResponse]:
     """The events of the agent's ``stream`` generator, Ray's errors raised typed."""
     what = f"agent {agent!r}"
     try:
-        async for ref in peer.handle.stream.remote(message.SerializeToString()):
+        async for ref in handle.stream.remote(message.SerializeToString()):
             raw: bytes = await await_ray(ref, what=what)
             yield StreamResponse.FromString(raw)
     except (RayActorError, RayTaskError) as exc:

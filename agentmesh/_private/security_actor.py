@@ -19,8 +19,9 @@ from agentmesh._private.limits import BreakerStatus
 from agentmesh._private.policy_schema import Policy
 from agentmesh._private.tool_channel import ToolChannelServer
 from agentmesh._private.tool_gateway import ToolGateway
+from agentmesh._private.vet_batch import VetCall, run_batch
 from agentmesh.audit import AuditHead, AuditLog
-from agentmesh.errors import UnknownToolError
+from agentmesh.errors import AgentMeshError, UnknownToolError
 from agentmesh.grants import ToolGrant
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo, ToolResult
 from agentmesh.provenance import Label
@@ -72,6 +73,10 @@ class SecurityActor:
         self, replier: str, recipient: str, skill: str, content: str, *, context: str | None = None
     ) -> Decision:
         return self.monitor.vet_reply(replier, recipient, skill, content, context=context)
+
+    def vet_batch(self, calls: list[VetCall]) -> list[Decision | AgentMeshError]:
+        """Several vets in one call, in order (see ``vet_batch.py``)."""
+        return run_batch(self.monitor, calls)
 
     def set_remote_agents(self, names: list[str]) -> None:
         """Which mesh members are remote A2A agents (messages to them leave the mesh)."""
