@@ -19,7 +19,7 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
-    import asyncio, json, os, sys
+    import asyncio, json, os, sys, time
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # the nodes stay on loopback
     import ray
     from ray.cluster_utils import Cluster
@@ -56,6 +56,13 @@ SCRIPT = textwrap.dedent(
 
         replicas = 3
         resources = Resources(num_cpus=0.1, strategy="spread")
+
+        @skill
+        def where(self) -> dict[str, str]:
+            '''Where this replica runs, answered after a while (so that calls made at once
+            overlap, and each goes to a replica with none in flight).'''
+            time.sleep(2)
+            return super().where()
 
     class Packer(Plain):
         '''Two replicas on as few nodes as possible.'''
