@@ -12,16 +12,18 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from agentmesh._private.schema import SkillSchema, build_skill_schema, parse_docstring
-from agentmesh.errors import AgentDefinitionError, AgentMeshError
-from agentmesh.inference import GenerateResponse
+from agentmesh._private.structured import error_lines, generate_output
+from agentmesh.errors import AgentDefinitionError, AgentMeshError, GenerateArgumentsError
+from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.protocols.mcp import ToolInfo, ToolResult
 
 __all__ = ["Agent", "AgentContext", "Resources", "skill"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _SKILL_ATTR = "__agentmesh_skill__"
 _EMPTY_CLASS_KEYS = frozenset({"__module__", "__doc__", "__dict__", "__weakref__"})
@@ -184,6 +186,7 @@ class Agent:
         """The MCP tools the policy grants this agent (it sees no others)."""
         return await self.context.list_tools()
 
+    @overload
     async def generate(
         self,
         prompt: str,
@@ -193,13 +196,64 @@ class Agent:
         system: str | None = None,
         stop: list[str] | None = None,
         json_schema: dict[str, JsonValue] | None = None,
-    ) -> GenerateResponse:
-        """Run a mesh model (this agent's ``model`` unless another is named)."""
-        return await self.context.generate(
-            prompt,
-            model=model,
-            max_tokens=max_tokens,
-            system=system,
-            stop=stop or [],
-            json_schema=json_schema,
+    ) -> GenerateResponse: ...
+    @overload
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        output: type[M],
+        max_attempts: int = 3,
+        model: str | None = None,
+        max_tokens: int = 128,
+        system: str | None = None,
+        stop: list[str] | None = None,
+    ) -> M: ...
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int = 128,
+        system: str | None = None,
+        stop: list[str] | None = None,
+        json_schema: dict[str, JsonValue] | None = None,
+        output: type[BaseModel] | None = None,
+        max_attempts: int = 3,
+    ) -> GenerateResponse | BaseModel:
+        """Run a mesh model (this agent's ``model`` unless another is named).
+
+        With ``output=SomeModel`` the answer comes back as a validated ``SomeModel``: the
+        request carries its JSON schema (a grammar on llama.cpp), and an answer that does not
+        validate is sent back to the model with the errors, up to ``max_attempts`` calls in
+        all; then OutputValidationError, holding every answer and its errors.
+        """
+        try:
+            request = GenerateRequest(
+                prompt=prompt,
+                system=system,
+                max_tokens=max_tokens,
+                stop=stop or [],
+                json_schema=json_schema,
+            )
+        except ValidationError as exc:
+            raise GenerateArgumentsError(
+                "bad generate arguments: " + "; ".join(error_lines(exc))
+            ) from None
+        context = self.context
+
+        async def send(request: GenerateRequest) -> GenerateResponse:
+            return await context.generate(
+                request.prompt,
+                model=model,
+                max_tokens=request.max_tokens,
+                system=request.system,
+                stop=request.stop,
+                json_schema=request.json_schema,
+            )
+
+        if output is None:
+            return await send(request)
+        return await generate_output(
+            send, request, output, max_attempts=max_attempts, model=model or self.model or ""
         )

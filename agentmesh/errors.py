@@ -27,10 +27,12 @@ __all__ = [
     "CircuitOpen",
     "ConfigError",
     "ContentQuarantined",
+    "GenerateArgumentsError",
     "InputRequired",
     "MessageBlocked",
     "ModelError",
     "ModelNotFoundError",
+    "OutputValidationError",
     "PlacementError",
     "PlanValidationError",
     "PlanningError",
@@ -44,6 +46,7 @@ __all__ = [
     "SecurityDenied",
     "SkillFailedError",
     "SkillInputError",
+    "SkillOutputError",
     "TaskCanceledError",
     "ToolArgumentsError",
     "ToolCallBlocked",
@@ -135,6 +138,11 @@ class UnknownModelError(UserError):
 
 class ModelNotFoundError(UserError):
     """A model's weights file does not exist or cannot be read."""
+
+
+class GenerateArgumentsError(UserError):
+    """A generate call's arguments are wrong (checked before any model runs): a request field out
+    of range, an ``output=`` that is not a pydantic model class, ``max_attempts`` below 1."""
 
 
 class UnknownToolError(UserError):
@@ -241,6 +249,25 @@ class SkillFailedError(RunError):
         self.detail = detail
 
 
+class SkillOutputError(SkillFailedError):
+    """A skill returned a value that does not match its declared return type.
+
+    ``output`` names the type and ``errors`` lists each problem as ``field: message``.
+    """
+
+    def __init__(self, agent: str, skill: str, errors: list[str], *, output: str) -> None:
+        detail = "; ".join(errors)
+        RunError.__init__(
+            self, f"{agent}.{skill} returned a value that is not a valid {output}: {detail}"
+        )
+        self.agent = agent
+        self.skill = skill
+        self.error_type = type(self).__name__
+        self.detail = detail
+        self.errors = errors
+        self.output = output
+
+
 class TaskCanceledError(RunError):
     """The task was canceled before it finished (by its caller, or by the mesh on its behalf)."""
 
@@ -297,6 +324,28 @@ class ScriptExhaustedError(ModelError):
     """A scripted test model was called more often than it had replies queued."""
 
 
+class OutputValidationError(RunError):
+    """A model's answers failed the requested output type on every attempt.
+
+    Nothing is lost: ``texts[i]`` is the raw answer of attempt ``i`` and ``attempts[i]`` the
+    errors it was rejected for (``field: message``), as the model was told them. ``model`` is
+    the mesh model asked and ``output`` the type's name.
+    """
+
+    def __init__(
+        self, *, model: str, output: str, texts: list[str], attempts: list[list[str]]
+    ) -> None:
+        last = "; ".join(attempts[-1]) if attempts else ""
+        super().__init__(
+            f"model {model!r} gave no valid {output} in {len(texts)} attempt(s); "
+            f"last errors: {last}"
+        )
+        self.model = model
+        self.output = output
+        self.texts = texts
+        self.attempts = attempts
+
+
 class RemoteAgentError(RunError):
     """A remote A2A agent could not be reached, did not answer in time, or did not complete.
 
@@ -315,11 +364,15 @@ class RemoteAgentError(RunError):
 
 
 class PlanningError(RunError):
-    """The planner could not produce a valid plan within its attempts."""
+    """The planner could not produce a valid plan within its attempts: ``attempts[i]`` lists
+    the errors of attempt ``i`` and ``texts[i]`` is its raw answer (when a model planned)."""
 
-    def __init__(self, message: str, *, attempts: list[list[str]]) -> None:
+    def __init__(
+        self, message: str, *, attempts: list[list[str]], texts: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.texts = texts or []
 
 
 class RunFailedError(RunError):

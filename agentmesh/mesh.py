@@ -15,11 +15,11 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import ray
 from a2a.types import AgentCard, Message, StreamResponse, Task
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 from ray.actor import ActorHandle
 
 from agentmesh._private import mesh_security
@@ -29,6 +29,7 @@ from agentmesh._private.mesh_start import check_agents, check_models, check_repl
 from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.router import Router, await_ray
+from agentmesh._private.structured import generate_output
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
@@ -46,6 +47,7 @@ __all__ = ["USER", "Mesh"]
 
 #: The principal the driver speaks as (Mesh.call and the plan executor).
 USER = "user"
+M = TypeVar("M", bound=BaseModel)
 _NAMED_USER = re.compile(r"^user:[A-Za-z0-9._@-]{1,128}$")
 
 
@@ -251,13 +253,33 @@ class Mesh:
         """
         await self._ready().cancel(agent, task_id, sender=_principal(principal))
 
-    async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse:
-        """Run a mesh model directly (planners use this)."""
+    @overload
+    async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse: ...
+    @overload
+    async def generate(
+        self, model: str, request: GenerateRequest, *, output: type[M], max_attempts: int = 3
+    ) -> M: ...
+    async def generate(
+        self,
+        model: str,
+        request: GenerateRequest,
+        *,
+        output: type[BaseModel] | None = None,
+        max_attempts: int = 3,
+    ) -> GenerateResponse | BaseModel:
+        """Run a mesh model directly (planners use this); with ``output=`` a validated
+        instance, re-prompted with the errors as :meth:`Agent.generate` does."""
         handle = self._actors.model(model)
-        response: GenerateResponse = await await_ray(
-            handle.generate.remote(request), what=f"model {model!r}"
-        )
-        return response
+
+        async def send(request: GenerateRequest) -> GenerateResponse:
+            response: GenerateResponse = await await_ray(
+                handle.generate.remote(request), what=f"model {model!r}"
+            )
+            return response
+
+        if output is None:
+            return await send(request)
+        return await generate_output(send, request, output, max_attempts=max_attempts, model=model)
 
     async def run(
         self, goal: str, *, planner: Planner, max_retries: int | None = None

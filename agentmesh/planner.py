@@ -3,7 +3,8 @@
 A plan comes from a template declared in Python (:class:`TemplatePlanner`) or from a model's
 JSON (:class:`ModelPlanner`). Either way :func:`validate_plan` checks it against the skills the
 mesh really has (their JSON schemas from the Agent Cards) and returns the networkx DAG; a
-model's plan that fails is sent back to the model with the errors, up to a bound.
+model's plan that fails is sent back to the model with the errors, up to a bound (the same
+loop as structured output, :mod:`agentmesh._private.structured`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from typing import Any, Protocol
 
 import jsonschema
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from agentmesh.errors import PlanningError, PlanValidationError
+from agentmesh._private.structured import (
+    Rejected,
+    check_max_attempts,
+    generate_validated,
+    parse_json,
+)
+from agentmesh.errors import OutputValidationError, PlanningError, PlanValidationError
 from agentmesh.grants import ToolGrant
 from agentmesh.inference import GenerateRequest, GenerateResponse
 
@@ -164,61 +171,58 @@ class TemplatePlanner:
 
 
 class ModelPlanner:
-    """Asks a mesh model for a JSON plan and re-prompts with the validation errors."""
+    """Asks a mesh model for a JSON plan and re-prompts with the validation errors.
+
+    The re-prompting is structured output's (``Agent.generate(output=...)``): the model sees
+    its rejected plan and the errors (schema errors, unknown skills, cycles ...), up to
+    ``max_attempts`` calls in all.
+    """
 
     def __init__(self, model: str, *, max_attempts: int = 3, max_tokens: int = 768) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.model = model
-        self.max_attempts = max_attempts
+        self.max_attempts = check_max_attempts(max_attempts)
         self.max_tokens = max_tokens
 
-    def prompt(self, goal: str, catalog: Sequence[SkillInfo], feedback: list[str]) -> str:
+    def prompt(self, goal: str, catalog: Sequence[SkillInfo]) -> str:
         skills = "\n".join(
             f"- agent {s.agent!r}, skill {s.skill!r}: {s.description} "
             f"input schema: {json.dumps(s.input_schema)}"
             for s in catalog
         )
-        text = (
+        return (
             "Plan how to reach the goal with these skills. Answer with one JSON object "
             '{"goal": str, "steps": [{"id", "agent", "skill", "args", "inputs"}], "output"}; '
             "'inputs' maps a parameter to the id of the step whose result feeds it.\n"
-            f"Skills:\n{skills}\nGoal: {goal}\n"
+            f"Skills:\n{skills}\nGoal: {goal}\nJSON plan:"
         )
-        if feedback:
-            text += "Your previous plan was rejected:\n" + "\n".join(f"- {e}" for e in feedback)
-            text += "\nAnswer with a corrected plan.\n"
-        return text + "JSON plan:"
 
     async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan:
-        attempts: list[list[str]] = []
-        feedback: list[str] = []
-        for _ in range(self.max_attempts):
-            request = GenerateRequest(
-                prompt=self.prompt(goal, catalog, feedback),
-                max_tokens=self.max_tokens,
-                json_schema=Plan.model_json_schema(),
-            )
-            response = await generate(self.model, request)
+        def parse(text: str) -> Plan:
+            plan = parse_json(text, Plan)
             try:
-                plan = Plan.model_validate(json.loads(_json_object(response.text)))
                 validate_plan(plan, catalog)
-                return plan
-            except json.JSONDecodeError as exc:
-                feedback = [f"the answer is not valid JSON: {exc}"]
-            except ValidationError as exc:
-                feedback = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
             except PlanValidationError as exc:
-                feedback = exc.errors
-            attempts.append(feedback)
-        raise PlanningError(
-            f"no valid plan from model {self.model!r} after {self.max_attempts} attempts; "
-            f"last errors: {'; '.join(feedback)}",
-            attempts=attempts,
+                raise Rejected(exc.errors) from None
+            return plan
+
+        request = GenerateRequest(
+            prompt=self.prompt(goal, catalog),
+            max_tokens=self.max_tokens,
+            json_schema=Plan.model_json_schema(),
         )
-
-
-def _json_object(text: str) -> str:
-    """The outermost {...} of a model's answer (models like to add prose around JSON)."""
-    start, end = text.find("{"), text.rfind("}")
-    return text[start : end + 1] if 0 <= start < end else text
+        try:
+            return await generate_validated(
+                lambda r: generate(self.model, r),
+                request,
+                parse,
+                max_attempts=self.max_attempts,
+                model=self.model,
+                output="Plan",
+            )
+        except OutputValidationError as exc:
+            raise PlanningError(
+                f"no valid plan from model {self.model!r} after {self.max_attempts} attempts; "
+                f"last errors: {'; '.join(exc.attempts[-1])}",
+                attempts=exc.attempts,
+                texts=exc.texts,
+            ) from None

@@ -15,7 +15,18 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_example_runs(ray_session: None, capsys: pytest.CaptureFixture[str]) -> None:
-    [example] = python_blocks()
+    example = python_blocks()[0]
     assert len(example.strip().splitlines()) <= 50
     exec(compile(example, str(README), "exec"), {"__name__": "readme_example"})
     assert capsys.readouterr().out.strip() == "4 words"
+
+
+def test_readme_structured_output_example_runs(
+    ray_session: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [example] = [block for block in python_blocks() if "output=Contact" in block]
+    exec(compile(example, str(README), "exec"), {"__name__": "readme_structured"})
+    assert capsys.readouterr().out.splitlines() == [
+        "name='Ann' phone='555-0123'",
+        "- phone: String should match pattern '^\\d{3}-\\d{4}$'",
+    ]

@@ -170,6 +170,10 @@ async def test_model_planner_reprompts_with_validation_errors() -> None:
     assert "rejected" not in prompts[0]
     assert "not valid JSON" in prompts[1]
     assert "has no skill 'fly'" in prompts[2]
+    # Each retry is the first prompt, the rejected answer, then its errors.
+    assert prompts[1].startswith(prompts[0] + " this is not json\n")
+    assert prompts[2].startswith(prompts[0] + " Sure! " + bad_plan + "\n")
+    assert "not valid JSON" not in prompts[2]
     assert generate.names == ["planner"] * 3
     assert model.calls[0].json_schema is not None
 
@@ -180,6 +184,7 @@ async def test_model_planner_gives_up_with_a_typed_error() -> None:
         await ModelPlanner("planner", max_attempts=2).plan("g", CATALOG, Recorder(model))
     assert len(info.value.attempts) == 2
     assert any("steps" in e for e in info.value.attempts[-1])
+    assert info.value.texts == ["{}", '{"goal": "g", "steps": []}']
 
 
 async def test_template_planner_validates_its_plan() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from agentmesh._private.llama_grammar import build_grammar
 from agentmesh.errors import ModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelBackend, ToolCall
 
@@ -90,10 +91,7 @@ class LlamaCppBackend(ModelBackend):
         schema = _tools_schema(request) if request.tools else request.json_schema
         grammar = None
         if schema is not None:
-            try:
-                grammar = self._llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema))
-            except Exception as exc:
-                raise ModelError(f"cannot turn the JSON schema into a grammar: {exc}") from exc
+            grammar = build_grammar(self._llama_cpp, self._llama._model.vocab, schema)
         try:
             out: Any = self._llama.create_completion(
                 prompt,

@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from a2a.types import StreamResponse
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from agentmesh._private.schema import SkillSchema
 from agentmesh._private.task_book import RunningTask
 from agentmesh._private.task_scope import SCOPE, stamp_result
 from agentmesh.agent import Agent
-from agentmesh.errors import SkillFailedError, SkillInputError, UnknownSkillError
+from agentmesh.errors import SkillInputError, SkillOutputError, UnknownSkillError
 from agentmesh.protocols.a2a_tasks import artifact_event, json_part, new_id
 
 __all__ = ["CONTEXT_ID", "Emit", "SkillInvoker", "text_parameter", "validation_messages"]
@@ -32,11 +32,15 @@ Emit = Callable[[StreamResponse], None]
 CONTEXT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_context_id")
 
 
-def validation_messages(exc: ValidationError) -> list[str]:
-    """pydantic's errors as short 'field: problem' lines."""
-    return [
-        f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}" for err in exc.errors()
-    ]
+def validation_messages(exc: ValidationError, *, root: str = "(input)") -> list[str]:
+    """pydantic's errors as short 'field: problem' lines (``root`` names an error of the whole)."""
+    return [f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}" for err in exc.errors()]
+
+
+def _name(adapter: TypeAdapter[Any]) -> str:
+    """The declared type's name for an error message: a model's title, else its JSON type."""
+    schema = adapter.json_schema()
+    return str(schema.get("title") or schema.get("type") or "value")
 
 
 def text_parameter(input_schema: Mapping[str, Any]) -> str | None:
@@ -106,8 +110,8 @@ class SkillInvoker:
         try:
             output: JsonValue = adapter.dump_python(adapter.validate_python(value), mode="json")
         except ValidationError as exc:
-            detail = "; ".join(validation_messages(exc))
-            raise SkillFailedError(self.name, spec.name, "OutputValidationError", detail) from None
+            errors = validation_messages(exc, root="(result)")
+            raise SkillOutputError(self.name, spec.name, errors, output=_name(adapter)) from None
         return output
 
     def text_args(self, skill: str, field: str | None, text: str) -> dict[str, JsonValue]:
