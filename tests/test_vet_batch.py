@@ -57,7 +57,8 @@ async def test_concurrent_vets_share_one_call_and_keep_their_order(guard: object
 async def test_batches_are_bounded(guard: object) -> None:
     batcher = VetBatcher(guard, max_batch=8)  # type: ignore[arg-type]
     await asyncio.gather(*(batcher.vet(_message(i)) for i in range(20)))
-    assert await guard.batch_sizes.remote() == [8, 8, 4]  # type: ignore[attr-defined]
+    sizes = await guard.batch_sizes.remote()  # type: ignore[attr-defined]
+    assert sorted(sizes) == [4, 8, 8]  # served in any order: the security actor is async
 
 
 async def test_a_failing_vet_fails_alone(guard: object) -> None:

@@ -5,7 +5,9 @@ Input: the scanner's readable text (normalised, markup and YAML folded, payloads
 by all-MiniLM-L6-v2 (``embedding.py``) and joined with the rules' evidence (the combined score
 and the strongest finding per category). A one-hidden-layer MLP scores every segment and the
 text takes the highest: an injection is usually a sentence or two inside benign text, and one
-embedding of the whole text would drown it. The output is a probability, shifted so that the
+embedding of the whole text would drown it. A lexical channel (``lexical.py``: hashed word and
+character n-grams, a linear model trained with the MLP) adds its logit to each segment's. The
+output is a probability, shifted so that the
 operating point chosen at training time (``Weights.threshold_note``) reads 0.5.
 
 Cost bound: the encoder's time grows with the tokens it reads, so it reads at most
@@ -28,8 +30,9 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentmesh._private.lexical import ngram_ids, unpack
 from agentmesh._private.scanner import CATEGORIES, Inspection, score
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ __all__ = [
     "CATEGORY_ORDER",
     "CUES",
     "Classifier",
+    "Lexical",
     "Unavailable",
     "Weights",
     "load",
@@ -65,6 +69,22 @@ _SHORT = 60  # a segment shorter than this takes the next sentence along
 _SENTENCE = re.compile(r"[^\n]*?(?:[.!?]+(?=\s)|\n|$)")  # a stop and a space end one
 
 
+class Lexical(BaseModel):
+    """The lexical channel (``lexical.py``): one weight per hash bucket, packed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    buckets: int = Field(gt=0)
+    chars: list[int]
+    weights: str  # lexical.pack of ``buckets`` float16 values
+
+    @model_validator(mode="after")
+    def _weights_fill_the_buckets(self) -> Lexical:
+        if len(unpack(self.weights)) != self.buckets:
+            raise ValueError(f"lexical weights do not hold {self.buckets} buckets")
+        return self
+
+
 class Weights(BaseModel):
     """The shipped model: segmentation, a one-hidden-layer MLP, and its calibration."""
 
@@ -82,6 +102,7 @@ class Weights(BaseModel):
     b1: list[float]
     w2: list[float]
     b2: float
+    lexical: Lexical | None = None
     shift: float
     threshold_note: str
     training: dict[str, str | int | float]
@@ -166,6 +187,8 @@ class Classifier:
         self._w1 = torch.tensor(weights.w1)
         self._b1 = torch.tensor(weights.b1)
         self._w2 = torch.tensor(weights.w2)
+        lexical = weights.lexical
+        self._lexical = None if lexical is None else torch.tensor(unpack(lexical.weights))
         self._torch = torch
 
     def logits(self, rows: torch.Tensor) -> torch.Tensor:
@@ -173,14 +196,25 @@ class Classifier:
         hidden = self._torch.relu(rows @ self._w1.T + self._b1)
         return hidden @ self._w2 + self.weights.b2
 
+    def lexical(self, texts: list[str]) -> torch.Tensor:
+        """Each segment's lexical-channel logit (zeros when the weights have no channel)."""
+        spec, table = self.weights.lexical, self._lexical
+        if spec is None or table is None:
+            return self._torch.zeros(len(texts))
+        chars = tuple(spec.chars)
+        return self._torch.stack(
+            [table[ngram_ids(t, buckets=spec.buckets, chars=chars)].mean() for t in texts]
+        )
+
     def probability(self, inspection: Inspection) -> float:
         """The calibrated probability that the inspected text is an injection."""
         torch = self._torch
-        embedded = self.encoder.embed(segments_of(inspection, self.weights))
+        texts = segments_of(inspection, self.weights)
+        embedded = self.encoder.embed(texts)
         rules = torch.tensor(rules_row(inspection), dtype=embedded.dtype)
         rows = torch.cat([embedded, rules.expand(len(embedded), -1)], dim=1)
         with torch.inference_mode():
-            raw = float(self.logits(rows).max())
+            raw = float((self.logits(rows) + self.lexical(texts)).max())
         return 1.0 / (1.0 + math.exp(-(raw + self.weights.shift)))
 
 

@@ -83,6 +83,8 @@ _FILES_PER_SOURCE = 60
 _PARAS_PER_SOURCE = 40  # and as many again that hold trigger words
 _ADDRS = ("collector@exfil-mail.net", "backup-team@secure-archive.io", "ops@data-sync.biz")
 _URLS = ("https://telemetry-cdn.net/c", "https://api.stat-collect.io/v1", "http://45.13.7.9/x")
+#: The share of training injections whose goal is a hand-written one (the rest: composed).
+_HAND_SHARE = 0.5
 _DAYS = ("Monday", "Tuesday", "Thursday", "Friday", "Saturday")
 
 
@@ -281,15 +283,19 @@ def _same(text: str, carrier: str) -> str:
 def _injections(split: Split, per_family: int) -> list[Sample]:
     pool = _pool(split)
     goals = [g for i, g in enumerate(GOALS) if _in_split(str(i), "goal", split)]
+    composed: list[str] = []
     if split == "train":
         held = [g for i, g in enumerate(GOALS) if not _in_split(str(i), "goal", "train")]
-        goals += composed_goals(held)
+        composed = composed_goals(held)
     kinds, weights = list(OBFUSCATIONS), list(OBFUSCATIONS.values())
     samples = []
     for family in sorted(f for f in PAYLOADS if _in_split(f, "payload", split)):
         rng = random.Random(f"injection:{split}:{family}")
         for _ in range(per_family):
-            payload, goal = _fill(rng, rng.choice(PAYLOADS[family]), goals)
+            # training draws hand-written and composed goals equally often (there are several
+            # times more composed ones, and a held-out goal is a hand-written one)
+            pick = composed if composed and rng.random() >= _HAND_SHARE else goals
+            payload, goal = _fill(rng, rng.choice(PAYLOADS[family]), pick)
             kind = rng.choices(kinds, weights)[0]
             samples.append(
                 _sample(

@@ -28,12 +28,14 @@ from agentmesh._private.classifier import (
     CATEGORY_ORDER,
     CUES,
     WEIGHTS_FILE,
+    Lexical,
     Weights,
     rules_row,
     segments,
 )
 from agentmesh._private.embedding import MODEL_PACKAGE, POOLINGS, load_minilm
 from agentmesh._private.injection_data import Sample, build_corpus
+from agentmesh._private.lexical import Bags, pack
 from agentmesh._private.scanner import inspect
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ __all__ = [
     "Rows",
     "main",
     "segment_rows",
+    "segment_texts",
     "text_scores",
     "threshold_at_fpr",
     "tpr_at_fpr",
@@ -75,6 +78,16 @@ class Rows(NamedTuple):
     x: torch.Tensor
     owner: torch.Tensor
     rank: torch.Tensor
+
+
+def segment_texts(samples: list[Sample], *, segment_chars: int, max_segments: int) -> list[str]:
+    """Every segment's text, in the order of :func:`segment_rows`' rows (the lexical channel's
+    input)."""
+    found: list[str] = []
+    for sample in samples:
+        text = inspect(sample.text).text
+        found.extend(segments(text, max_chars=segment_chars, limit=max_segments) or [""])
+    return found
 
 
 def segment_rows(
@@ -131,16 +144,24 @@ def train_mlp(
     dropout: float = 0.3,
     weight_decay: float = 0.01,
     batch: int = 256,
+    bags: Bags | None = None,
+    buckets: int = 0,
 ) -> dict[str, torch.Tensor]:
     """A one-hidden-layer MLP on segments, trained on the texts' labels through the max over
     each text's segments (multiple-instance learning); mini-batches of ``batch`` texts, AdamW,
-    dropout on the inputs, classes weighted to count equally."""
+    dropout on the inputs, classes weighted to count equally. With ``bags`` (aligned with the
+    rows), a hashed linear model over the segments' n-grams (``lexical.py``) is trained with it,
+    its mean weight added to the segment's logit; its weights start at zero, so a bucket that
+    no training n-gram hashes to stays zero."""
     import torch
 
     torch.manual_seed(seed)
     first, last = torch.nn.Linear(rows.x.shape[1], hidden), torch.nn.Linear(hidden, 1)
     model = torch.nn.Sequential(torch.nn.Dropout(dropout), first, torch.nn.ReLU(), last)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=0.003, weight_decay=weight_decay)
+    lexical = torch.nn.EmbeddingBag(max(1, buckets), 1, mode="mean")
+    torch.nn.init.zeros_(lexical.weight)
+    parameters = [*model.parameters(), *(lexical.parameters() if bags is not None else ())]
+    optimiser = torch.optim.AdamW(parameters, lr=0.003, weight_decay=weight_decay)
     positives = float(y.sum())
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(y) - positives) / positives))
     # the rows of each text, so a batch of texts takes all of their segments
@@ -153,35 +174,54 @@ def train_mlp(
             renumber = torch.full((len(y),), -1, dtype=torch.long)
             renumber[texts] = torch.arange(len(texts))
             logits = model(rows.x[picked]).squeeze(1)
+            if bags is not None:
+                logits = logits + lexical(*bags.take(picked)).squeeze(1)
             owners = renumber[rows.owner[picked]]
             optimiser.zero_grad()
             loss = loss_fn(_text_logits(logits, owners, len(texts)), y[texts])
             loss.backward()
             optimiser.step()
-    return {
+    params = {
         "w1": first.weight.detach(),
         "b1": first.bias.detach(),
         "w2": last.weight.detach()[0],
         "b2": last.bias.detach()[0],
     }
+    if bags is not None:
+        params["lexical"] = lexical.weight.detach()[:, 0]
+    return params
 
 
-def text_scores(params: dict[str, torch.Tensor], rows: Rows, n: int) -> torch.Tensor:
+def text_scores(
+    params: dict[str, torch.Tensor], rows: Rows, n: int, *, bags: Bags | None = None
+) -> torch.Tensor:
     """Raw text logits (before calibration) from trained parameters."""
     import torch
 
     hidden = torch.relu(rows.x @ params["w1"].T + params["b1"])
-    return _text_logits(hidden @ params["w2"] + params["b2"], rows.owner, n)
+    logits = hidden @ params["w2"] + params["b2"]
+    if bags is not None:
+        ids, offsets = bags.take(torch.arange(len(rows.x)))
+        weights = params["lexical"][:, None]
+        logits = logits + torch.nn.functional.embedding_bag(ids, weights, offsets)[:, 0]
+    return _text_logits(logits, rows.owner, n)
 
 
-def subset(rows: Rows, samples: torch.Tensor, *, max_segments: int) -> tuple[Rows, int]:
-    """The rows of the texts flagged in ``samples`` (bool), renumbered, and how many texts."""
+def subset(
+    rows: Rows, samples: torch.Tensor, *, max_segments: int, bags: Bags | None = None
+) -> tuple[Rows, int, Bags | None]:
+    """The rows of the texts flagged in ``samples`` (bool), renumbered, how many texts, and
+    their n-gram bags when ``bags`` is given."""
     import torch
 
     keep = samples[rows.owner] & (rows.rank < max_segments)
     renumber = torch.cumsum(samples.long(), 0) - 1
     picked = Rows(rows.x[keep], renumber[rows.owner[keep]], rows.rank[keep])
-    return picked, int(samples.sum())
+    kept = None
+    if bags is not None:
+        index = torch.nonzero(keep).squeeze(1)
+        kept = Bags(bags.flat, bags.starts[index], bags.lens[index])
+    return picked, int(samples.sum()), kept
 
 
 def _group(sample: Sample) -> str:
@@ -216,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--buckets", type=int, default=1 << 16, help="lexical channel's hash buckets (0: none)"
+    )
+    parser.add_argument("--chars", default="3,4", help="character n-gram lengths of the channel")
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--cache", type=Path, help="folder for computed features (speeds reruns)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data" / WEIGHTS_FILE)
@@ -245,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache is not None:
             args.cache.mkdir(parents=True, exist_ok=True)
             torch.save(tuple(rows), args.cache / key)
+    chars = tuple(int(c) for c in args.chars.split(",") if c)
+    bags = None
+    if args.buckets > 0:
+        texts = segment_texts(
+            samples, segment_chars=args.segment_chars, max_segments=args.max_segments
+        )
+        assert len(texts) == len(rows.x), "segment texts out of step with the feature rows"
+        bags = Bags.of(texts, buckets=args.buckets, chars=chars)
     print(
         f"features: {tuple(rows.x.shape)} in {time.perf_counter() - started:.0f} s", file=sys.stderr
     )
@@ -255,14 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "dropout": args.dropout,
         "weight_decay": args.weight_decay,
+        "buckets": args.buckets,
     }
     folds = torch.tensor([_fold(_group(s)) for s in samples])
     out_of_fold = torch.zeros(n)
     for k in range(_FOLDS):
-        part, m = subset(rows, folds != k, max_segments=args.max_segments)
-        params = train_mlp(part, y[folds != k], **settings)
-        held, m = subset(rows, folds == k, max_segments=args.max_segments)
-        out_of_fold[folds == k] = text_scores(params, held, m).detach()
+        part, m, part_bags = subset(rows, folds != k, max_segments=args.max_segments, bags=bags)
+        params = train_mlp(part, y[folds != k], bags=part_bags, **settings)
+        held, m, held_bags = subset(rows, folds == k, max_segments=args.max_segments, bags=bags)
+        out_of_fold[folds == k] = text_scores(params, held, m, bags=held_bags).detach()
     inj = out_of_fold[y == 1].tolist()
     ben = out_of_fold[y == 0].tolist()
     cut = threshold_at_fpr(ben, args.target_fpr)
@@ -277,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
 
-    everything, _ = subset(rows, torch.ones(n, dtype=torch.bool), max_segments=args.max_segments)
-    params = train_mlp(everything, y, **settings)
+    every = torch.ones(n, dtype=torch.bool)
+    everything, _, all_bags = subset(rows, every, max_segments=args.max_segments, bags=bags)
+    params = train_mlp(everything, y, bags=all_bags, **settings)
+    lexical = None
+    if bags is not None:
+        lexical = Lexical(
+            buckets=args.buckets, chars=list(chars), weights=pack(params["lexical"].tolist())
+        )
     weights = Weights(
         embedding=MODEL_PACKAGE,
         pooling=args.pooling,
@@ -291,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         b1=_round(params["b1"].tolist()),  # type: ignore[arg-type]
         w2=_round(params["w2"].tolist()),  # type: ignore[arg-type]
         b2=_round(float(params["b2"])),  # type: ignore[arg-type]
+        lexical=lexical,
         shift=_round(-cut),  # type: ignore[arg-type]
         threshold_note=f"0.5 = {args.target_fpr:.2%} false positives on out-of-fold training "
         "benign texts",

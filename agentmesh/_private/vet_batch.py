@@ -3,10 +3,11 @@
 Every skill call costs two vets (the request, then the reply). When the executor starts many
 ready nodes at once, or many replies arrive together, one Ray call per vet spends more on
 Ray's dispatch (both sides) than on the checks. A :class:`VetBatcher` queues the vets made in
-the same event-loop turn and sends them as one ``vet_batch`` call; the security actor runs
-them one by one, in order, exactly as separate calls would run (it serves one call at a time),
-so decisions, rate limits and the audit chain come out the same. A lone vet is a batch of
-one: no waiting, no timer. ``max_batch`` bounds a batch so the stages keep overlapping.
+the same event-loop turn and sends them as one ``vet_batch`` call; the security actor runs a
+batch's vets one by one, in order, so decisions, rate limits and the audit chain come out as
+for separate calls. (Batches, like separate calls, may be served in any order: the security
+actor is an async actor.) A lone vet is a batch of one: no waiting, no timer. ``max_batch``
+bounds a batch so the stages keep overlapping.
 """
 
 from __future__ import annotations
