@@ -7,6 +7,7 @@ local models, and executes planned task DAGs. Everything listed in ``__all__`` i
 
 from agentmesh._private.exfiltration import OutboundFinding, check_outbound
 from agentmesh._private.redact import redact
+from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.a2a_gateway import (
     GatewayAuth,
     GatewayIdentity,
@@ -39,6 +40,8 @@ from agentmesh.errors import (
     RemoteAgentError,
     RunError,
     RunFailedError,
+    RunFinishedError,
+    RunStoreError,
     SandboxUnavailableError,
     ScriptExhaustedError,
     SecurityDenied,
@@ -56,6 +59,7 @@ from agentmesh.errors import (
     ToolTimeoutError,
     UnknownAgentError,
     UnknownModelError,
+    UnknownRunError,
     UnknownSkillError,
     UnknownTaskError,
     UnknownToolError,
@@ -92,6 +96,7 @@ from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, 
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
+from agentmesh.runs import LedgerEntry, NodeCheckpoint, RunInfo, RunState, RunStore, RunSummary
 from agentmesh.security import (
     Decision,
     Finding,
@@ -132,6 +137,7 @@ __all__ = [
     "HttpServer",
     "InputRequired",
     "Label",
+    "LedgerEntry",
     "LlamaCppModel",
     "Matches",
     "McpServerConfig",
@@ -143,6 +149,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelPlanner",
     "ModelSpec",
+    "NodeCheckpoint",
     "NodeRecord",
     "NodeStatus",
     "OneOf",
@@ -162,7 +169,13 @@ __all__ = [
     "Resources",
     "RunError",
     "RunFailedError",
+    "RunFinishedError",
+    "RunInfo",
     "RunResult",
+    "RunState",
+    "RunStore",
+    "RunStoreError",
+    "RunSummary",
     "SandboxUnavailableError",
     "ScriptExhaustedError",
     "ScriptedError",
@@ -173,6 +186,7 @@ __all__ = [
     "SkillFailedError",
     "SkillInfo",
     "SkillInputError",
+    "SqliteRunStore",
     "StdioServer",
     "TaskCanceledError",
     "TaskRetention",
@@ -197,6 +211,7 @@ __all__ = [
     "Trust",
     "UnknownAgentError",
     "UnknownModelError",
+    "UnknownRunError",
     "UnknownSkillError",
     "UnknownTaskError",
     "UnknownToolError",

@@ -4,6 +4,8 @@ Each node's record keeps its agent, status, attempts, the times the agent itself
 ended the skill (so parallel branches show as overlapping intervals), its output or its error.
 A failed node does not stop independent branches; its descendants are marked skipped and the
 whole record comes back on :class:`~agentmesh.errors.RunFailedError`, so nothing is lost.
+A :class:`Checkpoint` hears of every node transition, so a durable run's store always holds
+where the run is (see :mod:`agentmesh.runs`); a resumed run starts from its succeeded nodes.
 """
 
 from __future__ import annotations
@@ -11,20 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import networkx as nx
 from a2a.types import Task
 from pydantic import BaseModel, JsonValue
 
+from agentmesh._private.idempotency import RUN_NODE
 from agentmesh.errors import RunError, RunFailedError, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
 
-__all__ = ["ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
+__all__ = ["Checkpoint", "ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
 
 Send = Callable[..., Awaitable[tuple[JsonValue, Task]]]
 
@@ -81,6 +84,18 @@ class RunResult(BaseModel):
         return next(n for n in self.nodes if n.step_id == step_id)
 
 
+class Checkpoint(Protocol):
+    """Told of each node transition (running, succeeded, failed, skipped) and of the end."""
+
+    async def node(self, record: NodeRecord) -> None: ...
+
+    async def finish(self, result: RunResult) -> None: ...
+
+
+async def _no_checkpoint(record: NodeRecord) -> None:
+    return None
+
+
 def _resolve(ref: str, outputs: dict[str, JsonValue]) -> JsonValue:
     source, _, path = ref.partition(".")
     value: Any = outputs[source]
@@ -101,15 +116,25 @@ async def execute(
     *,
     run_id: str | None = None,
     max_retries: int = 0,
+    checkpoint: Checkpoint | None = None,
+    resumed: Sequence[NodeRecord] = (),
 ) -> RunResult:
     """Run ``plan`` (already validated into ``graph``) with ``send(agent, skill, args, ...)``.
 
     Retries apply to run failures only: a user error or a security denial would fail again.
+    ``checkpoint`` hears of every node transition and of the end; ``resumed`` are the
+    succeeded nodes of an earlier run of this plan, kept as they are (outputs and labels flow
+    downstream) and not run again.
     """
     run_id = run_id or uuid.uuid4().hex
     records = {s.id: NodeRecord(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps}
     outputs: dict[str, JsonValue] = {}
     labels: dict[str, Label] = {}
+    for kept in resumed:
+        records[kept.step_id] = kept
+        outputs[kept.step_id] = kept.output
+        labels[kept.step_id] = kept.label or Label.unknown(f"agent:{kept.agent}")
+    save = checkpoint.node if checkpoint is not None else _no_checkpoint
     started = time.time()
 
     async def run_node(step: PlanStep) -> None:
@@ -146,8 +171,16 @@ async def execute(
             labels[step.id] = record.label
             return
 
+    async def run_saved(step: PlanStep) -> None:
+        """run_node between two checkpoints, with its node in context for the send."""
+        RUN_NODE.set(step.id)
+        records[step.id].status = NodeStatus.RUNNING
+        await save(records[step.id])
+        await run_node(step)
+        await save(records[step.id])
+
     pending: dict[asyncio.Task[None], str] = {}
-    done: set[str] = set()
+    done: set[str] = set(outputs)
     while True:
         for node in nx.topological_sort(graph):
             record = records[node]
@@ -157,9 +190,10 @@ async def execute(
             if any(records[p].status in (NodeStatus.FAILED, NodeStatus.SKIPPED) for p in preds):
                 record.status = NodeStatus.SKIPPED
                 record.error = ErrorInfo(type="Skipped", message="an upstream step failed")
+                await save(record)
             elif all(p in done for p in preds):
                 step = graph.nodes[node]["step"]
-                pending[asyncio.create_task(run_node(step))] = node
+                pending[asyncio.create_task(run_saved(step))] = node
         if not pending:
             break
         finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -181,6 +215,8 @@ async def execute(
         started_at=started,
         ended_at=time.time(),
     )
+    if checkpoint is not None:
+        await checkpoint.finish(result)
     if not result.succeeded:
         failed = "; ".join(
             f"{r.step_id} ({r.error.type}: {r.error.message})"
