@@ -318,10 +318,12 @@ class Mesh:
         )
 
     def _durable(self) -> DurableRuns:
+        """The runs on ``run_store`` (a store assigned since gets its own ledger actor)."""
+        self.run_store = open_store(self.run_store)
         if self._runs is None or self._runs.store is not self.run_store:
             if self._runs is not None:
                 self._runs.close()
-            self._runs = DurableRuns(open_store(self.run_store), self.factory)
+            self._runs = DurableRuns(self.run_store, self.factory)
         return self._runs
 
     # --- inspection --------------------------------------------------------------------------

@@ -293,7 +293,8 @@ async def test_resume_runs_only_what_is_not_done(
     assert [count(folder, e) for e in (a, b, c, side)] == [1, 1, 1, 1]
 
 
-async def test_resume_refuses_bad_runs(durable: Mesh) -> None:
+async def test_resume_refuses_bad_runs(durable: Mesh, folders: tuple[Path, Path]) -> None:
+    folder, _db = folders
     with pytest.raises(UnknownRunError):
         await durable.resume_run("no-such-run")
     with pytest.raises(ConfigError, match="run id"):
@@ -307,8 +308,27 @@ async def test_resume_refuses_bad_runs(durable: Mesh) -> None:
     assert durable.run_store.get_run(run_id) == stored_run(run_id, plan)
     taken = unique("taken")
     await durable.run("once", planner=fixed(act("a", unique("t"))), run_id=taken)
+    twice = unique("twice")
     with pytest.raises(RunStoreError, match="already"):
-        await durable.run("twice", planner=fixed(act("a", unique("t"))), run_id=taken)
+        await durable.run("twice", planner=fixed(act("a", twice)), run_id=taken)
+    assert count(folder, twice) == 0  # refused before anything ran
+
+
+async def test_a_store_that_cannot_be_used_stops_the_run_before_it_starts(
+    durable: Mesh, folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    folder, _db = folders
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"\x00garbage" * 200)
+    usable = durable.run_store
+    durable.run_store = str(garbage)  # type: ignore[assignment]  # a path is taken as SQLite
+    entry = unique("never")
+    try:
+        with pytest.raises(RunStoreError, match="not a database"):
+            await durable.run("doomed", planner=fixed(act("a", entry)))
+    finally:
+        durable.run_store = usable
+    assert count(folder, entry) == 0 and garbage.read_bytes() == b"\x00garbage" * 200
 
 
 # --- the command line ----------------------------------------------------------------------

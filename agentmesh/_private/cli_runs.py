@@ -3,7 +3,9 @@
 ``resume`` runs in a new process, so it needs the run's mesh again: the run records the
 ``module:function`` its mesh was built by (``Mesh(factory=...)``), and ``--mesh`` overrides
 it. The current directory is importable, as under ``python -m``, so a factory in the
-project a command is run from is found.
+project a command is run from is found. ``--store`` names a SQLite store, used by the mesh
+too; without it, the run's factory is looked up in the default SQLite store, and with
+``--mesh`` and no ``--store`` the mesh's own store (whatever the factory configured) is used.
 """
 
 from __future__ import annotations
@@ -136,18 +138,20 @@ def resume(
     """
     from agentmesh.cli import _dag_table  # the cli module registers these commands
 
-    run_store = SqliteRunStore(store)
     try:
-        info = run_store.get_run(run_id)  # fail fast, before any Ray starts
-        if info.state is RunState.SUCCEEDED:
-            raise RunFinishedError(run_id)
-        factory = mesh or info.factory
+        factory = mesh
+        if store is not None or mesh is None:
+            info = SqliteRunStore(store).get_run(run_id)  # fail fast, before any Ray starts
+            if info.state is RunState.SUCCEEDED:
+                raise RunFinishedError(run_id)
+            factory = mesh or info.factory
         if factory is None:
             raise ConfigError(
                 f"run {run_id!r} records no mesh factory: pass --mesh package.module:function"
             )
         the_mesh = build_mesh(factory)
-        the_mesh.run_store = run_store
+        if store is not None:
+            the_mesh.run_store = SqliteRunStore(store)
         result = asyncio.run(_resume(the_mesh, run_id, max_retries))
     except RunFailedError as exc:
         console.print(_dag_table(exc.result))
