@@ -15,11 +15,25 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from agentmesh import Agent, Mesh, Plan, PlanStep, Resources, StdioServer, skill
+from agentmesh import Agent, Mesh, Plan, PlanStep, Policy, Resources, StdioServer, skill
 from agentmesh.planner import TemplatePlanner
 from agentmesh.protocols.mcp import Sandbox
 
-POLICY = str(Path(__file__).parent / "policies" / "durable.yaml")
+# Kept here rather than in tests/policies (whose packs have no tool labels).
+POLICY = Policy.from_yaml("""
+name: durable
+description: A worker that records effects through an MCP server, and a delegator asking it.
+default: block
+messages:
+  - {from: [user], to: ["*"]}
+  - {from: [delegator], to: [worker.act]}
+tools:
+  worker: ["effects.*"]
+tool_labels:
+  # side-effecting (the default); its result is the server's own words, not the outside world's
+  effects.record: {result_trust: trusted}
+  effects.peek: {effect: read-only, result_trust: trusted}
+""")
 SERVER = str(Path(__file__).parent / "servers" / "effects_server.py")
 EFFECTS_ENV = "AGENTMESH_TEST_EFFECTS"
 FACTORY = "tests.durable_mesh:build_mesh"
