@@ -144,6 +144,10 @@ class RunStore(Protocol):
         """Every run, the most recently updated first."""
         ...
 
+    def effect_keys(self, run_id: str, step_id: str) -> list[str]:
+        """The keys of the completed side-effecting calls of one node."""
+        ...
+
     def get_effect(self, key: str) -> LedgerEntry | None:
         """The completed side-effecting call of idempotency key ``key``, if there is one."""
         ...

@@ -132,6 +132,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
     store.put_effect(entry)
     store.put_effect(entry.model_copy(update={"result": result.model_copy(update={"text": "2"})}))
     assert store.get_effect("k1") == entry  # the first record of a key stands
+    assert store.effect_keys("r1", "x") == ["k1"] and store.effect_keys("r1", "y") == []
 
 
 def test_store_unknown_runs(tmp_path: Path) -> None:

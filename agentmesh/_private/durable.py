@@ -99,15 +99,19 @@ class RunCheckpointer:
         await asyncio.to_thread(self.store.set_state, self.run_id, state, output=result.output)
 
 
-def node_send(send: Send, run_id: str) -> Send:
+def node_send(send: Send, run_id: str, store: RunStore) -> Send:
     """``send`` stamping each skill call with the run node it is made for (set by the
-    executor around each node), so the node's tool calls get idempotency keys."""
+    executor around each node), so the node's tool calls get idempotency keys, and with the
+    keys the ledger already holds for that node (read now: this is once per attempt)."""
 
     async def stamped(
         agent: str, skill: str, args: dict[str, JsonValue], **kwargs: Any
     ) -> tuple[JsonValue, Task]:
         node = RUN_NODE.get(None)
-        scope = IdempotencyScope(run_id, node) if node is not None else None
+        scope = None
+        if node is not None:
+            recorded = await asyncio.to_thread(store.effect_keys, run_id, node)
+            scope = IdempotencyScope(run_id, node, recorded=frozenset(recorded))
         return await send(agent, skill, args, idempotency=scope, **kwargs)
 
     return stamped
@@ -189,7 +193,7 @@ class DurableRuns:
         return await execute(
             plan,
             graph,
-            node_send(send, run_id),
+            node_send(send, run_id, self.store),
             run_id=run_id,
             max_retries=max_retries,
             checkpoint=RunCheckpointer(self.store, run_id, plan, kept),

@@ -62,7 +62,7 @@ class EffectLedger:
         """
         if key is None:
             return await call(None)
-        if self.handle is not None:
+        if self.handle is not None and key.recorded is not False:  # False: known absent
             entry: LedgerEntry | None = await await_ray(
                 self.handle.lookup.remote(key.key), what="the run ledger"
             )

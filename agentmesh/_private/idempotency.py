@@ -18,9 +18,11 @@ Where the keys go:
   store's ledger first: a key already there returns the recorded result, the tool not called.
 - The ledger lives in the run store, which may be a file only the driver's machine can open,
   while the gateway may run on another node. So the mesh starts one small ledger actor pinned
-  to the driver's node (:class:`RunLedger`) holding a copy of the store, and each gateway asks
-  it: one Ray round trip before and one after each side-effecting call, none for reads
-  (:mod:`agentmesh._private.effect_ledger`).
+  to the driver's node holding a copy of the store (:mod:`agentmesh._private.effect_ledger`),
+  and each gateway records every completed side-effecting call there (one Ray round trip).
+  Lookups mostly need no trip: each attempt of a node is sent with the keys the ledger already
+  holds for that node (read from the store by the driver), so only a call whose key is among
+  them fetches its recorded result; a first attempt never asks.
 
 Limits: an effect whose result never reached the ledger (the server did it, then the process
 holding the call died before the ledger write) happens again on resume unless the server
@@ -69,12 +71,15 @@ class CallKey(BaseModel):
     run_id: str
     step_id: str
     key: str
+    recorded: bool | None = None
+    """Whether the ledger held this key when the node's attempt started (None: unknown)."""
 
 
 class _Stamp(BaseModel):
     run_id: str
     step_id: str
     path: list[str] = []
+    recorded: list[str] | None = None
 
 
 @dataclass
@@ -85,6 +90,8 @@ class IdempotencyScope:
     step_id: str
     path: tuple[str, ...] = ()
     """The nested skill calls from the node's own task down to this one (``agent.skill#n``)."""
+    recorded: frozenset[str] | None = None
+    """The node's keys the ledger held when this attempt started (None: not known)."""
     _seen: Counter[str] = field(default_factory=Counter, repr=False)
 
     def _ordinal(self, what: str) -> int:
@@ -99,23 +106,26 @@ class IdempotencyScope:
         material = json.dumps([self.run_id, self.step_id, list(self.path), ordinal, tool, payload])
         digest = hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
         key = f"{self.run_id}:{self.step_id}:{digest[:40]}"
-        return CallKey(run_id=self.run_id, step_id=self.step_id, key=key)
+        recorded = None if self.recorded is None else key in self.recorded
+        return CallKey(run_id=self.run_id, step_id=self.step_id, key=key, recorded=recorded)
 
     def child(self, agent: str, skill: str, args: dict[str, Any]) -> IdempotencyScope:
         """The scope of a nested skill call this task makes (counted like a tool call)."""
         ordinal = self._ordinal(f"skill\0{agent}.{skill}\0{canonical(args)}")
-        return IdempotencyScope(
-            self.run_id, self.step_id, (*self.path, f"{agent}.{skill}#{ordinal}")
-        )
+        path = (*self.path, f"{agent}.{skill}#{ordinal}")
+        return IdempotencyScope(self.run_id, self.step_id, path, self.recorded)
 
     def fresh(self) -> IdempotencyScope:
         """The same place with no calls counted (a resumed task runs from its start again)."""
-        return IdempotencyScope(self.run_id, self.step_id, self.path)
+        return IdempotencyScope(self.run_id, self.step_id, self.path, self.recorded)
 
 
 def stamp_idempotency(message: Message, scope: IdempotencyScope) -> None:
     """Write the scope on a skill call (beside the grant, in metadata only routers write)."""
-    stamp = _Stamp(run_id=scope.run_id, step_id=scope.step_id, path=list(scope.path))
+    recorded = sorted(scope.recorded) if scope.recorded is not None else None
+    stamp = _Stamp(
+        run_id=scope.run_id, step_id=scope.step_id, path=list(scope.path), recorded=recorded
+    )
     message.metadata.fields[META_KEY].struct_value.fields[
         _FIELD
     ].string_value = stamp.model_dump_json()
@@ -133,4 +143,5 @@ def read_idempotency(message: Message) -> IdempotencyScope | None:
         stamp = _Stamp.model_validate_json(inner[_FIELD].string_value)
     except ValidationError as exc:
         raise UserError(f"the skill call carries a malformed run stamp: {exc}") from None
-    return IdempotencyScope(stamp.run_id, stamp.step_id, tuple(stamp.path))
+    recorded = frozenset(stamp.recorded) if stamp.recorded is not None else None
+    return IdempotencyScope(stamp.run_id, stamp.step_id, tuple(stamp.path), recorded)
