@@ -85,7 +85,11 @@ class RunResult(BaseModel):
 
 
 class Checkpoint(Protocol):
-    """Told of each node transition (running, succeeded, failed, skipped) and of the end."""
+    """Told of each node transition (running, succeeded, failed, skipped) and of the end.
+
+    An error it raises ends ``execute`` with that error (a durable run that cannot be recorded
+    should not go on); nodes already running are not waited for.
+    """
 
     async def node(self, record: NodeRecord) -> None: ...
 

@@ -35,9 +35,6 @@ class RunLedger:
     def record(self, entry: LedgerEntry) -> None:
         self.store.put_effect(entry)
 
-    def ping(self) -> bool:
-        return True
-
 
 Meta = dict[str, Any]
 
