@@ -7,6 +7,7 @@ local models, and executes planned task DAGs. Everything listed in ``__all__`` i
 
 from agentmesh._private.exfiltration import OutboundFinding, check_outbound
 from agentmesh._private.redact import redact
+from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.a2a_gateway import (
     GatewayAuth,
     GatewayIdentity,
@@ -41,6 +42,8 @@ from agentmesh.errors import (
     RemoteAgentError,
     RunError,
     RunFailedError,
+    RunFinishedError,
+    RunStoreError,
     SandboxUnavailableError,
     ScriptExhaustedError,
     SecurityDenied,
@@ -59,6 +62,7 @@ from agentmesh.errors import (
     ToolTimeoutError,
     UnknownAgentError,
     UnknownModelError,
+    UnknownRunError,
     UnknownSkillError,
     UnknownTaskError,
     UnknownToolError,
@@ -95,6 +99,7 @@ from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, 
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
+from agentmesh.runs import LedgerEntry, NodeCheckpoint, RunInfo, RunState, RunStore, RunSummary
 from agentmesh.security import (
     Decision,
     Finding,
@@ -136,6 +141,7 @@ __all__ = [
     "HttpServer",
     "InputRequired",
     "Label",
+    "LedgerEntry",
     "LlamaCppModel",
     "Matches",
     "McpServerConfig",
@@ -147,6 +153,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelPlanner",
     "ModelSpec",
+    "NodeCheckpoint",
     "NodeRecord",
     "NodeStatus",
     "OneOf",
@@ -167,7 +174,13 @@ __all__ = [
     "Resources",
     "RunError",
     "RunFailedError",
+    "RunFinishedError",
+    "RunInfo",
     "RunResult",
+    "RunState",
+    "RunStore",
+    "RunStoreError",
+    "RunSummary",
     "SandboxUnavailableError",
     "ScriptExhaustedError",
     "ScriptedError",
@@ -179,6 +192,7 @@ __all__ = [
     "SkillInfo",
     "SkillInputError",
     "SkillOutputError",
+    "SqliteRunStore",
     "StdioServer",
     "TaskCanceledError",
     "TaskRetention",
@@ -203,6 +217,7 @@ __all__ = [
     "Trust",
     "UnknownAgentError",
     "UnknownModelError",
+    "UnknownRunError",
     "UnknownSkillError",
     "UnknownTaskError",
     "UnknownToolError",

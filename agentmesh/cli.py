@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentmesh._private.cli_audit import audit_app
+from agentmesh._private.cli_runs import resume, runs
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
 from agentmesh._private.decisions import Decision
@@ -149,6 +150,8 @@ app.add_typer(
 )
 
 app.command()(serve)
+app.command()(runs)
+app.command()(resume)
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ __all__ = [
     "RemoteAgentError",
     "RunError",
     "RunFailedError",
+    "RunFinishedError",
+    "RunStoreError",
     "SandboxUnavailableError",
     "ScriptExhaustedError",
     "SecurityDenied",
@@ -59,6 +61,7 @@ __all__ = [
     "ToolTimeoutError",
     "UnknownAgentError",
     "UnknownModelError",
+    "UnknownRunError",
     "UnknownSkillError",
     "UnknownTaskError",
     "UnknownToolError",
@@ -229,6 +232,28 @@ class PlanValidationError(UserError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("invalid plan: " + "; ".join(errors))
         self.errors = errors
+
+
+class UnknownRunError(UserError):
+    """The run store holds no run of that id."""
+
+    def __init__(self, run_id: str, *, store: str) -> None:
+        super().__init__(f"no run {run_id[:140]!r} in the run store {store}")
+        self.run_id = run_id
+        self.store = store
+
+
+class RunFinishedError(UserError):
+    """The run already succeeded: there is nothing left to resume."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} already succeeded; nothing to resume")
+        self.run_id = run_id
+
+
+class RunStoreError(UserError):
+    """The run store cannot be used: not a database, another program's database, a newer
+    schema, or a file that cannot be opened or written. Nothing in it is changed."""
 
 
 # --- run failures ----------------------------------------------------------------------------

@@ -4,6 +4,8 @@ Each node's record keeps its agent, status, attempts, the times the agent itself
 ended the skill (so parallel branches show as overlapping intervals), its output or its error.
 A failed node does not stop independent branches; its descendants are marked skipped and the
 whole record comes back on :class:`~agentmesh.errors.RunFailedError`, so nothing is lost.
+A :class:`Checkpoint` hears of every node transition, so a durable run's store always holds
+where the run is (see :mod:`agentmesh.runs`); a resumed run starts from its succeeded nodes.
 """
 
 from __future__ import annotations
@@ -11,20 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import networkx as nx
 from a2a.types import Task
 from pydantic import BaseModel, JsonValue
 
+from agentmesh._private.idempotency import RUN_NODE
 from agentmesh.errors import RunError, RunFailedError, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
 
-__all__ = ["ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
+__all__ = ["Checkpoint", "ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
 
 Send = Callable[..., Awaitable[tuple[JsonValue, Task]]]
 
@@ -81,12 +84,32 @@ class RunResult(BaseModel):
         return next(n for n in self.nodes if n.step_id == step_id)
 
 
+class Checkpoint(Protocol):
+    """Told of each node transition (running, succeeded, failed, skipped) and of the end.
+
+    An error it raises ends ``execute`` with that error (a durable run that cannot be recorded
+    should not go on); nodes already running are not waited for.
+    """
+
+    async def node(self, record: NodeRecord) -> None: ...
+
+    async def finish(self, result: RunResult) -> None: ...
+
+
+async def _no_checkpoint(record: NodeRecord) -> None:
+    return None
+
+
 async def _schedule(
     graph: nx.DiGraph,
     records: dict[str, NodeRecord],
     run_node: Callable[[PlanStep], Coroutine[Any, Any, None]],
+    save: Callable[[NodeRecord], Awaitable[None]],
 ) -> None:
     """Run every node once all its predecessors succeeded; skip the descendants of a failure.
+
+    Nodes that come in already succeeded (kept from an earlier run of the plan) count as
+    finished and are not run again; every skip is saved (``save``) like any other transition.
 
     Event-driven (a count of unfinished predecessors per node, a queue of finished nodes), so
     a DAG of n nodes costs O(n + edges) to schedule, not a scan of the graph per finished node.
@@ -100,8 +123,13 @@ async def _schedule(
         task.add_done_callback(lambda _: finished.put_nowait(node))
         running[node] = task
 
-    for node in nx.topological_sort(graph):  # plan order among the first ready nodes
-        if waiting[node] == 0:
+    order = list(nx.topological_sort(graph))  # plan order among the first ready nodes
+    for node in order:
+        if records[node].status is NodeStatus.SUCCEEDED:
+            for succ in graph.successors(node):
+                waiting[succ] -= 1
+    for node in order:
+        if waiting[node] == 0 and records[node].status is NodeStatus.PENDING:
             start(node)
     while running:
         node = await finished.get()
@@ -116,6 +144,7 @@ async def _schedule(
             if records[later].status is NodeStatus.PENDING:
                 records[later].status = NodeStatus.SKIPPED
                 records[later].error = ErrorInfo(type="Skipped", message="an upstream step failed")
+                await save(records[later])
 
 
 def _resolve(ref: str, outputs: dict[str, JsonValue]) -> JsonValue:
@@ -138,15 +167,25 @@ async def execute(
     *,
     run_id: str | None = None,
     max_retries: int = 0,
+    checkpoint: Checkpoint | None = None,
+    resumed: Sequence[NodeRecord] = (),
 ) -> RunResult:
     """Run ``plan`` (already validated into ``graph``) with ``send(agent, skill, args, ...)``.
 
     Retries apply to run failures only: a user error or a security denial would fail again.
+    ``checkpoint`` hears of every node transition and of the end; ``resumed`` are the
+    succeeded nodes of an earlier run of this plan, kept as they are (outputs and labels flow
+    downstream) and not run again.
     """
     run_id = run_id or uuid.uuid4().hex
     records = {s.id: NodeRecord(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps}
     outputs: dict[str, JsonValue] = {}
     labels: dict[str, Label] = {}
+    for kept in resumed:
+        records[kept.step_id] = kept
+        outputs[kept.step_id] = kept.output
+        labels[kept.step_id] = kept.label or Label.unknown(f"agent:{kept.agent}")
+    save = checkpoint.node if checkpoint is not None else _no_checkpoint
     started = time.time()
 
     async def run_node(step: PlanStep) -> None:
@@ -183,7 +222,15 @@ async def execute(
             labels[step.id] = record.label
             return
 
-    await _schedule(graph, records, run_node)
+    async def run_saved(step: PlanStep) -> None:
+        """run_node between two checkpoints, with its node in context for the send."""
+        RUN_NODE.set(step.id)
+        records[step.id].status = NodeStatus.RUNNING
+        await save(records[step.id])
+        await run_node(step)
+        await save(records[step.id])
+
+    await _schedule(graph, records, run_saved, save)
 
     sinks = [n for n in nx.topological_sort(graph) if graph.out_degree(n) == 0]
     output_step = plan.output or sinks[-1]
@@ -197,6 +244,8 @@ async def execute(
         started_at=started,
         ended_at=time.time(),
     )
+    if checkpoint is not None:
+        await checkpoint.finish(result)
     if not result.succeeded:
         failed = "; ".join(
             f"{r.step_id} ({r.error.type}: {r.error.message})"

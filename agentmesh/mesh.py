@@ -24,6 +24,7 @@ from ray.actor import ActorHandle
 
 from agentmesh._private import mesh_security
 from agentmesh._private.decisions import Decision, QuarantineItem
+from agentmesh._private.durable import DurableRuns, check_factory, check_run_id, open_store
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
 from agentmesh._private.mesh_start import check_agents, check_models, check_replicas
 from agentmesh._private.policy_schema import Policy, load_policy
@@ -34,12 +35,13 @@ from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
 from agentmesh.errors import ConfigError, UnknownAgentError
-from agentmesh.executor import RunResult, execute
+from agentmesh.executor import RunResult
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
 from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
+from agentmesh.runs import RunStore
 from agentmesh.tools import ToolLimits
 
 __all__ = ["USER", "Mesh"]
@@ -85,6 +87,11 @@ class Mesh:
             whole file without the key is detected too (``--key-file`` when verifying).
         replicas: actors per agent name, overriding the classes' ``replicas`` (scale an agent
             at deployment without editing its class).
+        run_store: where runs are checkpointed after every node (see :mod:`agentmesh.runs`):
+            a RunStore, or the path of a SQLite file; default
+            ``$AGENTMESH_STATE_DIR/runs.db``, else ``./.agentmesh/runs.db``.
+        factory: ``package.module:function`` returning a Mesh like this one, recorded with
+            each run, so ``agentmesh resume RUN_ID`` can rebuild the mesh in a new process.
     """
 
     def __init__(
@@ -104,6 +111,8 @@ class Mesh:
         audit_dir: str | os.PathLike[str] | None = None,
         audit_key: bytes | None = None,
         replicas: Mapping[str, int] | None = None,
+        run_store: RunStore | str | os.PathLike[str] | None = None,
+        factory: str | None = None,
     ) -> None:
         check_agents(agents, remote_agents)
         self.agent_classes = list(agents)
@@ -130,6 +139,9 @@ class Mesh:
         self.audit_dir = audit_path.resolve()
         self._audit_key = audit_key
         self.replicas = check_replicas(agents, replicas or {})
+        self.run_store = open_store(run_store)  # a default path is resolved here, like audit
+        self.factory = check_factory(factory)
+        self._runs: DurableRuns | None = None
         self._started_ray = False
         self._actors = MeshActors()
 
@@ -174,6 +186,9 @@ class Mesh:
 
     async def close(self) -> None:
         """Stop the mesh's actors (and the embedded Ray, if this mesh started it)."""
+        if self._runs is not None:
+            self._runs.close()
+            self._runs = None
         await self._actors.close()
         if self._started_ray:
             ray.shutdown()
@@ -282,23 +297,61 @@ class Mesh:
         return await generate_output(send, request, output, max_attempts=max_attempts, model=model)
 
     async def run(
-        self, goal: str, *, planner: Planner, max_retries: int | None = None
+        self,
+        goal: str,
+        *,
+        planner: Planner,
+        max_retries: int | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
         """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
 
-        ``max_retries`` (default: the mesh's) re-runs a node after a run failure.
+        ``max_retries`` (default: the mesh's) re-runs a node after a run failure. The run is
+        checkpointed in the run store after every node, under ``run_id`` (default: a fresh
+        one), so :meth:`resume_run` can finish it if this process dies.
         """
         router = self._ready()
+        run_id = check_run_id(run_id) if run_id is not None else None
         catalog = self.catalog()
         plan = await planner.plan(goal, catalog, self.generate)
         graph = validate_plan(plan, catalog)
-        return await execute(
+        return await self._durable().start(
             plan,
             graph,
             router.send,
-            run_id=f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
+            run_id=run_id or f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
             max_retries=self.max_retries if max_retries is None else max_retries,
+            security=list(self._actors.security.values()),
         )
+
+    async def resume_run(self, run_id: str, *, max_retries: int | None = None) -> RunResult:
+        """Finish a stored run (its driver died, or it failed): the stored plan is validated
+        against this mesh's skills, succeeded nodes keep their outputs and labels, and every
+        other node runs again; side-effecting tool calls already made are not repeated (their
+        recorded results come back). Raises RunFailedError if it fails again.
+
+        Raises:
+            UnknownRunError: no run of that id in the run store.
+            RunFinishedError: the run already succeeded.
+            PlanValidationError: the stored plan does not fit this mesh (nothing runs).
+        """
+        router = self._ready()
+        return await self._durable().resume(
+            run_id,
+            self.catalog(),
+            router.send,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            security=list(self._actors.security.values()),
+        )
+
+    def _durable(self) -> DurableRuns:
+        """The runs on ``run_store`` (a store assigned since gets its own ledger actor)."""
+        self.run_store = open_store(self.run_store)
+        if self._runs is None or self._runs.store is not self.run_store:
+            if self._runs is not None:
+                self._runs.close()
+            self._runs = DurableRuns(self.run_store, self.factory)
+        return self._runs
 
     # --- inspection --------------------------------------------------------------------------
 

@@ -54,7 +54,10 @@ def demo_plan(goal: str) -> Plan:
 
 
 def build_mesh(*, model: ModelSpec | None = None, address: str | None = None) -> Mesh:
-    """The demo mesh on embedded defaults: local Ray, the bundled model, the docs server."""
+    """The demo mesh on embedded defaults: local Ray, the bundled model, the docs server.
+
+    Called with no arguments it is the demo's mesh factory: a demo run cut off midway is
+    finished by ``agentmesh resume RUN_ID``, which calls it to rebuild the mesh."""
     return Mesh(
         AGENTS,
         tools=demo_servers(),
@@ -62,6 +65,7 @@ def build_mesh(*, model: ModelSpec | None = None, address: str | None = None) ->
         policy="demo",
         address=address,
         num_cpus=4,
+        factory="agentmesh.examples.demo:build_mesh",  # `agentmesh resume RUN_ID` rebuilds it
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import mcp_types
 from pydantic import BaseModel, JsonValue
@@ -147,9 +147,15 @@ class McpClientPool:
         return [info for infos in self._tools.values() for info in infos]
 
     async def call(
-        self, qualified_name: str, arguments: dict[str, JsonValue], *, timeout_s: float = 60
+        self,
+        qualified_name: str,
+        arguments: dict[str, JsonValue],
+        *,
+        timeout_s: float = 60,
+        meta: dict[str, Any] | None = None,
     ) -> ToolResult:
         """Call ``"server.tool"``; a tool that reports an error gives ``is_error=True``.
+        ``meta`` goes in the request's ``_meta`` (the mesh's idempotency key, for one).
 
         Raises UnknownToolError for a name no server offers, ToolServerDiedError when the
         server went away (now or earlier), and ToolError on a timeout.
@@ -161,7 +167,7 @@ class McpClientPool:
             raise UnknownToolError(f"no MCP server offers tool {qualified_name!r}; known: {known}")
         conn = self._conns[server]
         started = time.perf_counter()
-        result = await conn.call_tool(tool, dict(arguments), timeout_s)
+        result = await conn.call_tool(tool, dict(arguments), timeout_s, meta=meta)
         texts = [c.text for c in result.content if isinstance(c, mcp_types.TextContent)]
         return ToolResult(
             server=server,

@@ -18,6 +18,17 @@ PUBLIC = {
     "ToolLabel",
     "UntrustedArguments",
     "check_tool_call",
+    # durable runs: the run store, its records, and their errors
+    "LedgerEntry",
+    "NodeCheckpoint",
+    "RunFinishedError",
+    "RunInfo",
+    "RunState",
+    "RunStore",
+    "RunStoreError",
+    "RunSummary",
+    "SqliteRunStore",
+    "UnknownRunError",
     # exfiltration checks outside a mesh
     "OutboundFinding",
     "check_outbound",

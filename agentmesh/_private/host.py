@@ -47,6 +47,7 @@ class _HostContext:
     async def call(self, agent: str, skill: str, args: dict[str, JsonValue]) -> JsonValue:
         context_id = CONTEXT_ID.get(uuid.uuid4().hex)
         scope = SCOPE.get(None)  # the call carries the task's label and (unwidened) grant
+        nested = scope.idempotency if scope else None  # and its run node, a level deeper
         result, task = await self._host.router.send(
             agent,
             skill,
@@ -54,6 +55,7 @@ class _HostContext:
             context_id=context_id,
             label=scope.label if scope else None,
             grant=scope.grant if scope else None,
+            idempotency=nested.child(agent, skill, args) if nested else None,
         )
         if scope is not None:
             scope.absorb(task_label(task) or Label.unknown(f"agent:{agent}"))
@@ -64,11 +66,15 @@ class _HostContext:
         extras: dict[str, Any] = {}
         key = call_key(tool, canonical(args))
         if scope is not None:
+            # counted before the replay below: a rerun of the task counts the same calls
+            effect = scope.idempotency.key(tool, args) if scope.idempotency else None
             replayed = scope.replay(key)  # a resumed task does not repeat what it did
             if replayed is not None:
                 scope.absorb(replayed.label or Label.tool(tool))
                 return replayed
             extras = scope.tool_extras(key)
+            if effect is not None:
+                extras["idempotency"] = effect
         try:
             if self._host.tools is not None:  # the node-local socket: same checks, no Ray hop
                 result = await self._host.tools.call(self._host.name, tool, args, **extras)

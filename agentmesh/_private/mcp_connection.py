@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 import mcp_types
@@ -218,14 +218,25 @@ class ServerConnection:
     # --- calls -------------------------------------------------------------------------------
 
     async def call_tool(
-        self, tool: str, arguments: dict[str, Any], timeout_s: float
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        *,
+        meta: dict[str, Any] | None = None,
     ) -> mcp_types.CallToolResult:
-        """Call one tool on the open session, racing the call against the connection's death."""
+        """Call one tool on the open session, racing the call against the connection's death;
+        ``meta`` goes in the request's ``_meta``."""
         client = self._client
         if client is None or self._dead.is_set():
             raise self.died_error()
         call = asyncio.ensure_future(
-            client.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
+            client.call_tool(
+                tool,
+                arguments,
+                read_timeout_seconds=timeout_s,
+                meta=cast("mcp_types.RequestParamsMeta", meta) if meta else None,
+            )
         )
         died = asyncio.ensure_future(self._dead.wait())
         try:

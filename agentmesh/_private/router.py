@@ -20,6 +20,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
 from agentmesh._private.decisions import raise_for_decision
+from agentmesh._private.idempotency import IdempotencyScope
 from agentmesh._private.peer import Peer
 from agentmesh._private.ray_calls import await_ray, ray_error
 from agentmesh._private.task_scope import stamp_call
@@ -100,12 +101,14 @@ class Router:
         task_id: str | None = None,
         label: Label | None = None,
         grant: Sequence[ToolGrant] | None = None,
+        idempotency: IdempotencyScope | None = None,
     ) -> tuple[JsonValue, Task]:
         """Call ``agent.skill``; return its result and the A2A task that carried it.
 
         With ``task_id``, answer that input-required task instead (``skill`` may be empty).
         ``label`` is the provenance of ``args`` (None: the sender's own input) and ``grant``
-        the plan node's tools (None: not plan-locked); both ride in the message.
+        the plan node's tools (None: not plan-locked); ``idempotency`` the run node the call
+        works for (keys its tool calls); all ride in the message.
         Raises the callee's error typed; InputRequired when the task waits for input.
         """
         sender = sender or self.sender
@@ -123,8 +126,8 @@ class Router:
             task_id=task_id or new_id(),
             continues=task_id is not None,
         )
-        if label is not None or grant is not None:
-            stamp_call(message, label=label, grant=grant)
+        if label is not None or grant is not None or idempotency is not None:
+            stamp_call(message, label=label, grant=grant, idempotency=idempotency)
         await self._vet_request(sender, agent, skill, message)
         with peer.pick(replica) as (replica, handle):
             raw: bytes = await await_ray(

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pydantic import JsonValue
+from ray.actor import ActorHandle
 
 from agentmesh._private.decisions import Decision, QuarantineItem
+from agentmesh._private.idempotency import CallKey
 from agentmesh._private.limits import BreakerStatus
 from agentmesh._private.policy_schema import Policy
 from agentmesh._private.tool_channel import ToolChannelServer
@@ -108,6 +110,11 @@ class SecurityActor:
         self.channel = ToolChannelServer(self.call_tool)
         return tools, await self.channel.start()
 
+    def set_ledger(self, ledger: ActorHandle) -> None:
+        """The run ledger's actor: side-effecting calls made in runs are recorded there."""
+        if self.gateway is not None:
+            self.gateway.effects.handle = ledger
+
     def tools_for(self, agent: str) -> list[ToolInfo]:
         return self.gateway.tools_for(agent) if self.gateway else []
 
@@ -121,11 +128,19 @@ class SecurityActor:
         label: Label | None = None,
         approvals: Sequence[str] = (),
         context: str | None = None,
+        idempotency: CallKey | None = None,
     ) -> ToolResult:
         if self.gateway is None:
             raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
         return await self.gateway.call(
-            agent, tool, args, grant=grant, label=label, approvals=approvals, context=context
+            agent,
+            tool,
+            args,
+            grant=grant,
+            label=label,
+            approvals=approvals,
+            context=context,
+            idempotency=idempotency,
         )
 
     async def close(self) -> None:

@@ -21,6 +21,11 @@ from typing import Any
 from a2a.types import Message, Part
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
+from agentmesh._private.idempotency import (
+    IdempotencyScope,
+    read_idempotency,
+    stamp_idempotency,
+)
 from agentmesh._private.redact import redact
 from agentmesh.errors import ApprovalDenied, ApprovalRequired, InputRequired, UserError
 from agentmesh.grants import ToolGrant
@@ -68,6 +73,8 @@ class TaskScope:
     run: str = ""
     """The context id of the task's first request: the key of what the security actor
     remembers this run read from untrusted sources (the exfiltration copy check)."""
+    idempotency: IdempotencyScope | None = None
+    """The run node this task works for (None outside a plan run): keys its tool calls."""
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -109,14 +116,23 @@ class TaskScope:
 SCOPE: contextvars.ContextVar[TaskScope] = contextvars.ContextVar("agentmesh_task_scope")
 
 
-def stamp_call(message: Message, *, label: Label | None, grant: Sequence[ToolGrant] | None) -> None:
-    """Write the sender's label on a skill call's parts and the grant in its metadata."""
+def stamp_call(
+    message: Message,
+    *,
+    label: Label | None,
+    grant: Sequence[ToolGrant] | None,
+    idempotency: IdempotencyScope | None = None,
+) -> None:
+    """Write the sender's label on a skill call's parts, the grant and the run node it works
+    for (see :mod:`agentmesh._private.idempotency`) in its metadata."""
     if label is not None:
         for part in message.parts:
             set_part_label(part, label)
     if grant is not None:
         payload = json.dumps([g.model_dump(mode="json") for g in grant])
         message.metadata.fields[_META].struct_value.fields[_GRANT].string_value = payload
+    if idempotency is not None:
+        stamp_idempotency(message, idempotency)
 
 
 def read_grant(message: Message) -> tuple[ToolGrant, ...] | None:
@@ -142,7 +158,7 @@ def request_scope(message: Message, sender: str) -> TaskScope:
     else:
         fallback = Label.user(sender) if sender == "user" else Label.unknown(f"agent:{sender}")
         label = message_label(message) or fallback
-    return TaskScope(label=label, grant=read_grant(message))
+    return TaskScope(label=label, grant=read_grant(message), idempotency=read_idempotency(message))
 
 
 def resumed_scope(scope: TaskScope, message: Message, sender: str) -> TaskScope:
@@ -150,8 +166,14 @@ def resumed_scope(scope: TaskScope, message: Message, sender: str) -> TaskScope:
     answer = request_scope(message, sender).label
     label = (scope.origin or scope.label).join(answer)
     granted = Counter(scope.granted)
+    idempotency = scope.idempotency.fresh() if scope.idempotency is not None else None
     return TaskScope(
-        label=label, grant=scope.grant, granted=granted, journal=list(scope.journal), run=scope.run
+        label=label,
+        grant=scope.grant,
+        granted=granted,
+        journal=list(scope.journal),
+        run=scope.run,
+        idempotency=idempotency,
     )
 
 

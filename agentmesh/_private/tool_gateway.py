@@ -20,7 +20,9 @@ import jsonschema
 from pydantic import JsonValue
 
 from agentmesh._private.decisions import raise_for_decision
+from agentmesh._private.effect_ledger import EffectLedger, Meta
 from agentmesh._private.grants import canonical, tool_label
+from agentmesh._private.idempotency import CallKey
 from agentmesh._private.policy_schema import Policy
 from agentmesh._private.sandbox import with_policy
 from agentmesh._private.tool_vetting import PinStore, ToolAssessment
@@ -33,7 +35,7 @@ from agentmesh.errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
-from agentmesh.grants import ToolGrant
+from agentmesh.grants import Effect, ToolGrant
 from agentmesh.protocols.mcp import McpClientPool, McpServerConfig, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.security import SecurityMonitor
@@ -72,6 +74,7 @@ class ToolGateway:
         self._tools: dict[str, ToolInfo] = {}
         self._reconnecting: dict[str, asyncio.Lock] = {}
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        self.effects = EffectLedger()
 
     async def start(self) -> list[ToolInfo]:
         """Connect every server once; the sessions stay open for the mesh's life."""
@@ -130,10 +133,13 @@ class ToolGateway:
         label: Label | None = None,
         approvals: Collection[str] = (),
         context: str | None = None,
+        idempotency: CallKey | None = None,
     ) -> ToolResult:
         """Run ``tool`` for ``agent`` if the policy and the plan node's ``grant`` allow it
         with the task's provenance ``label``; vet what it returns and label it. ``context``
-        (the run) keys what the exfiltration copy check remembers."""
+        (the run) keys what the exfiltration copy check remembers. A side-effecting call
+        with an ``idempotency`` key (made in a run) sends it to the server and is made once
+        per key: the ledger's recorded result stands in for a repeat, vetted as a new one."""
         payload = canonical(args)
         if len(payload.encode()) > self.limits.max_argument_bytes:
             raise ToolArgumentsError(
@@ -158,7 +164,12 @@ class ToolGateway:
         if tool in self._malformed:
             raise ToolNotApprovedError(tool, status="malformed", reason=self._malformed[tool])
         self._check_arguments(info, args)
-        result = await self._call(info, args)
+        side_effecting = tool_label(self.policy, tool).effect is not Effect.READ_ONLY
+        result = await self.effects.once(
+            tool,
+            idempotency if side_effecting else None,
+            lambda meta: self._call(info, args, meta=meta),
+        )
         content = result.text
         if result.structured is not None:
             content += "\n" + json.dumps(result.structured)
@@ -190,13 +201,15 @@ class ToolGateway:
                 f"bad arguments for {info.qualified_name}: {'; '.join(problems)}"
             )
 
-    async def _call(self, info: ToolInfo, args: dict[str, JsonValue]) -> ToolResult:
+    async def _call(
+        self, info: ToolInfo, args: dict[str, JsonValue], *, meta: Meta | None = None
+    ) -> ToolResult:
         """Call on a live session: reconnect a server found dead; retry only idempotent tools."""
         if not self.pool.alive(info.server):
             await self._reconnect(info.server)  # it died between calls: nothing was in flight
         try:
             return await self.pool.call(
-                info.qualified_name, args, timeout_s=self.limits.call_timeout_s
+                info.qualified_name, args, timeout_s=self.limits.call_timeout_s, meta=meta
             )
         except ToolTimeoutError:
             # The server may still be busy with it (a runaway tool keeps its CPU): restart it,
@@ -208,7 +221,7 @@ class ToolGateway:
             if not _idempotent(info):
                 raise  # the call may have had effects: the caller decides
             return await self.pool.call(
-                info.qualified_name, args, timeout_s=self.limits.call_timeout_s
+                info.qualified_name, args, timeout_s=self.limits.call_timeout_s, meta=meta
             )
 
     async def _relist_if_stale(self, server: str) -> None:

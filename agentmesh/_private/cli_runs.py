@@ -1,0 +1,163 @@
+"""``agentmesh runs`` and ``agentmesh resume``: the run store from the command line.
+
+``resume`` runs in a new process, so it needs the run's mesh again: the run records the
+``module:function`` its mesh was built by (``Mesh(factory=...)``), and ``--mesh`` overrides
+it. The current directory is importable, as under ``python -m``, so a factory in the
+project a command is run from is found. ``--store`` names a SQLite store, used by the mesh
+too; without it, the run's factory is looked up in the default SQLite store, and with
+``--mesh`` and no ``--store`` the mesh's own store (whatever the factory configured) is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentmesh._private.durable import check_factory
+from agentmesh._private.run_sqlite import SqliteRunStore
+from agentmesh.errors import AgentMeshError, ConfigError, RunFailedError, RunFinishedError
+from agentmesh.executor import RunResult
+from agentmesh.mesh import Mesh
+from agentmesh.runs import RunState, RunSummary
+
+__all__ = ["build_mesh", "resume", "runs"]
+
+console = Console(width=None if sys.stdout.isatty() else 120)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="The run store, a SQLite file (default: $AGENTMESH_STATE_DIR/runs.db, else "
+        "./.agentmesh/runs.db).",
+    ),
+]
+
+
+def _fail(exc: AgentMeshError) -> typer.Exit:
+    console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+    return typer.Exit(1)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _runs_table(summaries: list[RunSummary]) -> Table:
+    table = Table(title="Runs")
+    for column in ("run", "state", "goal", "nodes done", "created", "updated"):
+        table.add_column(column, overflow="fold")
+    styles = {RunState.SUCCEEDED: "green", RunState.FAILED: "red", RunState.RUNNING: "yellow"}
+    for s in summaries:
+        style = styles[s.state]
+        goal = s.goal if len(s.goal) <= 60 else s.goal[:57] + "..."
+        table.add_row(
+            s.run_id,
+            f"[{style}]{s.state}[/{style}]",
+            goal,
+            f"{s.nodes_done}/{s.nodes_total}",
+            _when(s.created_at),
+            _when(s.updated_at),
+        )
+    return table
+
+
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """List the runs in the run store with their state, newest first.
+
+    A run shown running whose process is gone was cut off: agentmesh resume RUN_ID.
+    """
+    try:
+        summaries = SqliteRunStore(store).list_runs()
+    except AgentMeshError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
+    else:
+        console.print(_runs_table(summaries))
+
+
+def build_mesh(factory: str) -> Mesh:
+    """The Mesh ``package.module:function`` returns (called with no arguments)."""
+    check_factory(factory)
+    module_name, _, name = factory.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"mesh factory {factory!r}: cannot import {module_name!r}: {exc}"
+        ) from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"mesh factory {factory!r}: {module_name} has no function {name!r}")
+    mesh = function()
+    if not isinstance(mesh, Mesh):
+        raise ConfigError(f"mesh factory {factory!r} returned {type(mesh).__name__}, not a Mesh")
+    return mesh
+
+
+async def _resume(mesh: Mesh, run_id: str, max_retries: int | None) -> RunResult:
+    async with mesh:
+        return await mesh.resume_run(run_id, max_retries=max_retries)
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to finish (see `agentmesh runs`).")],
+    store: StoreOption = None,
+    mesh: Annotated[
+        str | None,
+        typer.Option(
+            "--mesh",
+            help="package.module:function building the run's mesh (default: the factory the "
+            "run recorded).",
+        ),
+    ] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(help="Re-runs of a node after a run failure.")
+    ] = None,
+) -> None:
+    """Finish a run that was cut off or that failed.
+
+    Nodes that succeeded keep their outputs; the rest run again, and side-effecting tool calls
+    already made are not repeated (their recorded results come back).
+    """
+    from agentmesh.cli import _dag_table  # the cli module registers these commands
+
+    try:
+        factory = mesh
+        if store is not None or mesh is None:
+            info = SqliteRunStore(store).get_run(run_id)  # fail fast, before any Ray starts
+            if info.state is RunState.SUCCEEDED:
+                raise RunFinishedError(run_id)
+            factory = mesh or info.factory
+        if factory is None:
+            raise ConfigError(
+                f"run {run_id!r} records no mesh factory: pass --mesh package.module:function"
+            )
+        the_mesh = build_mesh(factory)
+        if store is not None:
+            the_mesh.run_store = SqliteRunStore(store)
+        result = asyncio.run(_resume(the_mesh, run_id, max_retries))
+    except RunFailedError as exc:
+        console.print(_dag_table(exc.result))
+        raise _fail(exc) from None
+    except AgentMeshError as exc:
+        raise _fail(exc) from None
+    console.print(_dag_table(result))
+    console.rule("Result")
+    console.print_json(json.dumps(result.output))

@@ -1,0 +1,223 @@
+"""Durable runs on a mesh: checkpoint every node into the run store, resume what is left.
+
+The mesh hands plans here (``Mesh.run`` / ``Mesh.resume_run``); the executor itself only
+reports transitions to a :class:`~agentmesh.executor.Checkpoint`. Store calls are synchronous
+(sqlite3, or a user's database client), so each runs in a worker thread, off the event loop.
+The ledger of side-effecting tool calls is an actor on the driver's node, started with the
+first run and given to every security actor (see :mod:`agentmesh._private.idempotency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import networkx as nx
+import ray
+from a2a.types import Task
+from pydantic import JsonValue
+from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from agentmesh._private.effect_ledger import RunLedger
+from agentmesh._private.idempotency import RUN_NODE, IdempotencyScope
+from agentmesh._private.router import await_ray
+from agentmesh._private.run_sqlite import SqliteRunStore
+from agentmesh.errors import ConfigError, RunFinishedError, UserError
+from agentmesh.executor import NodeRecord, NodeStatus, RunResult, Send, _resolve, execute
+from agentmesh.planner import Plan, SkillInfo, validate_plan
+from agentmesh.runs import NodeCheckpoint, RunInfo, RunState, RunStore
+
+__all__ = ["DurableRuns", "check_factory", "check_run_id", "open_store"]
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ConfigError(
+            f"a run id is 1-128 letters, digits, '.', '_' or '-', not {str(run_id)[:140]!r}"
+        )
+    return run_id
+
+
+def check_factory(factory: str | None) -> str | None:
+    """A mesh factory is an import path ``package.module:function``."""
+    if factory is not None and (not isinstance(factory, str) or not _FACTORY.match(factory)):
+        raise ConfigError(
+            f"a mesh factory is 'package.module:function', not {str(factory)[:140]!r}"
+        )
+    return factory
+
+
+def open_store(store: RunStore | str | os.PathLike[str] | None) -> RunStore:
+    """The store a Mesh was given: a RunStore as is, a path as SQLite, None as the default
+    SQLite file (its path resolved now: actors and later calls may use another directory)."""
+    if store is None or isinstance(store, str | os.PathLike):
+        return SqliteRunStore(store)
+    if not isinstance(store, RunStore):
+        raise ConfigError(f"run_store is a RunStore or a path, not {type(store).__name__}")
+    return store
+
+
+class RunCheckpointer:
+    """The executor's Checkpoint for one run: each transition becomes a stored node record,
+    with the inputs the node was given (resolved from the outputs seen so far)."""
+
+    def __init__(self, store: RunStore, run_id: str, plan: Plan, kept: Iterable[NodeRecord]):
+        self.store = store
+        self.run_id = run_id
+        self.steps = {s.id: s for s in plan.steps}
+        self.outputs: dict[str, JsonValue] = {r.step_id: r.output for r in kept}
+
+    def _inputs(self, record: NodeRecord) -> dict[str, JsonValue] | None:
+        if record.status in (NodeStatus.PENDING, NodeStatus.SKIPPED):
+            return None
+        step = self.steps[record.step_id]
+        try:
+            resolved = {p: _resolve(ref, self.outputs) for p, ref in step.inputs.items()}
+        except (UserError, KeyError):
+            return None  # the node itself fails on it, with the reason on its record
+        return {**step.args, **resolved}
+
+    async def node(self, record: NodeRecord) -> None:
+        if record.status is NodeStatus.SUCCEEDED:
+            self.outputs[record.step_id] = record.output
+        # copied here, on the loop: the executor goes on changing its records
+        node = NodeCheckpoint.model_validate(
+            {**record.model_dump(), "inputs": self._inputs(record)}
+        )
+        await asyncio.to_thread(self.store.save_node, self.run_id, node)
+
+    async def finish(self, result: RunResult) -> None:
+        state = RunState.SUCCEEDED if result.succeeded else RunState.FAILED
+        await asyncio.to_thread(self.store.set_state, self.run_id, state, output=result.output)
+
+
+def node_send(send: Send, run_id: str, store: RunStore) -> Send:
+    """``send`` stamping each skill call with the run node it is made for (set by the
+    executor around each node), so the node's tool calls get idempotency keys, and with the
+    keys the ledger already holds for that node (read now: this is once per attempt)."""
+
+    async def stamped(
+        agent: str, skill: str, args: dict[str, JsonValue], **kwargs: Any
+    ) -> tuple[JsonValue, Task]:
+        node = RUN_NODE.get(None)
+        scope = None
+        if node is not None:
+            recorded = await asyncio.to_thread(store.effect_keys, run_id, node)
+            scope = IdempotencyScope(run_id, node, recorded=frozenset(recorded))
+        return await send(agent, skill, args, idempotency=scope, **kwargs)
+
+    return stamped
+
+
+class DurableRuns:
+    """The runs of one mesh: its store, factory and ledger actor."""
+
+    def __init__(self, store: RunStore, factory: str | None) -> None:
+        self.store = store
+        self.factory = factory
+        self.ledger: ActorHandle | None = None
+
+    async def start(
+        self,
+        plan: Plan,
+        graph: nx.DiGraph,
+        send: Send,
+        *,
+        run_id: str,
+        max_retries: int,
+        security: Sequence[ActorHandle],
+    ) -> RunResult:
+        """Store the new run (every node pending), then execute it checkpointed."""
+        now = time.time()
+        info = RunInfo(
+            run_id=run_id,
+            goal=plan.goal,
+            plan=plan,
+            state=RunState.RUNNING,
+            created_at=now,
+            updated_at=now,
+            factory=self.factory,
+            nodes=[NodeCheckpoint(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps],
+        )
+        await asyncio.to_thread(self.store.create_run, info)
+        return await self._execute(plan, graph, send, run_id, max_retries, security, kept=[])
+
+    async def resume(
+        self,
+        run_id: str,
+        catalog: Sequence[SkillInfo],
+        send: Send,
+        *,
+        max_retries: int,
+        security: Sequence[ActorHandle],
+    ) -> RunResult:
+        """Run what a stored run has not done: every node that did not succeed.
+
+        Raises:
+            UnknownRunError: the store has no such run.
+            RunFinishedError: the run already succeeded.
+            PlanValidationError: its plan no longer fits this mesh's skills (nothing runs).
+        """
+        info = await asyncio.to_thread(self.store.get_run, run_id)
+        if info.state is RunState.SUCCEEDED:
+            raise RunFinishedError(run_id)
+        graph = validate_plan(info.plan, catalog)
+        kept = [n.record() for n in info.nodes if n.status is NodeStatus.SUCCEEDED]
+        done = {r.step_id for r in kept}
+        await asyncio.to_thread(self.store.set_state, run_id, RunState.RUNNING)
+        for step in info.plan.steps:  # the rest starts again from pending
+            if step.id not in done:
+                fresh = NodeCheckpoint(step_id=step.id, agent=step.agent, skill=step.skill)
+                await asyncio.to_thread(self.store.save_node, run_id, fresh)
+        return await self._execute(info.plan, graph, send, run_id, max_retries, security, kept)
+
+    async def _execute(
+        self,
+        plan: Plan,
+        graph: nx.DiGraph,
+        send: Send,
+        run_id: str,
+        max_retries: int,
+        security: Sequence[ActorHandle],
+        kept: list[NodeRecord],
+    ) -> RunResult:
+        await self._ensure_ledger(security)
+        return await execute(
+            plan,
+            graph,
+            node_send(send, run_id, self.store),
+            run_id=run_id,
+            max_retries=max_retries,
+            checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
+            resumed=kept,
+        )
+
+    async def _ensure_ledger(self, security: Sequence[ActorHandle]) -> None:
+        """Start the ledger actor on the driver's node (once) and give it to every security
+        actor; it starts in the background, waited for only by a side-effecting call."""
+        if self.ledger is not None:
+            return
+        node = ray.get_runtime_context().get_node_id()
+        actor = ray.remote(num_cpus=0)(RunLedger).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        )
+        try:
+            self.ledger = cast(ActorHandle, actor.remote(self.store))
+        except Exception as exc:  # a user's store that cannot be pickled, for one
+            raise ConfigError(f"the run store cannot go to the ledger actor: {exc}") from None
+        await asyncio.gather(
+            *(await_ray(a.set_ledger.remote(self.ledger), what="security actor") for a in security)
+        )
+
+    def close(self) -> None:
+        if self.ledger is not None:
+            ray.kill(self.ledger)
+            self.ledger = None
