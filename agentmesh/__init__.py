@@ -15,13 +15,16 @@ from agentmesh.a2a_gateway import (
     build_a2a_app,
 )
 from agentmesh.agent import Agent, AgentContext, Resources, skill
+from agentmesh.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from agentmesh.detection import Detection, scan
 from agentmesh.errors import (
     AgentDefinitionError,
+    AgentLostError,
     AgentMeshError,
     AgentUnavailableError,
     ApprovalDenied,
     ApprovalRequired,
+    BreakerOpenError,
     BudgetExhausted,
     CardVerificationError,
     CircuitOpen,
@@ -31,6 +34,7 @@ from agentmesh.errors import (
     MessageBlocked,
     ModelError,
     ModelNotFoundError,
+    NodeTimeoutError,
     PlacementError,
     PlanningError,
     PlanValidationError,
@@ -92,6 +96,7 @@ from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, 
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
+from agentmesh.retry import RetryPolicy
 from agentmesh.security import (
     Decision,
     Finding,
@@ -110,12 +115,17 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentDefinitionError",
+    "AgentLostError",
     "AgentMeshError",
     "AgentUnavailableError",
     "ApprovalDenied",
     "ApprovalRequired",
+    "BreakerOpenError",
+    "BreakerPolicy",
+    "BreakerState",
     "BudgetExhausted",
     "CardVerificationError",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigError",
     "ContentQuarantined",
@@ -145,6 +155,7 @@ __all__ = [
     "ModelSpec",
     "NodeRecord",
     "NodeStatus",
+    "NodeTimeoutError",
     "OneOf",
     "OutboundFinding",
     "PlacementError",
@@ -160,6 +171,7 @@ __all__ = [
     "RemoteAgent",
     "RemoteAgentError",
     "Resources",
+    "RetryPolicy",
     "RunError",
     "RunFailedError",
     "RunResult",

@@ -9,6 +9,7 @@ whole record comes back on :class:`~agentmesh.errors.RunFailedError`, so nothing
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,12 +18,15 @@ from typing import Any
 
 import networkx as nx
 from a2a.types import Task
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
-from agentmesh.errors import RunError, RunFailedError, UserError
+from agentmesh._private.node_retry import Cancel, NodeRetrier, Recover
+from agentmesh.breaker import Breakers
+from agentmesh.errors import RunFailedError, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
+from agentmesh.retry import GiveUp, RetryPolicy
 
 __all__ = ["ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
 
@@ -40,6 +44,10 @@ class NodeStatus(StrEnum):
 class ErrorInfo(BaseModel):
     type: str
     message: str
+    attempt: int | None = None
+    """In ``NodeRecord.errors``: the attempt that failed (0: refused before any call)."""
+    retry_in_s: float | None = None
+    """In ``NodeRecord.errors``: the backoff before the next attempt (None: none followed)."""
 
 
 class NodeRecord(BaseModel):
@@ -55,6 +63,10 @@ class NodeRecord(BaseModel):
     task_id: str | None = None
     output: JsonValue = None
     error: ErrorInfo | None = None
+    errors: list[ErrorInfo] = Field(default_factory=list)
+    """Every failed attempt's error, in order (kept when a retry succeeds)."""
+    gave_up: GiveUp | None = None
+    """Why the retries stopped, when the node failed (see :data:`agentmesh.retry.GiveUp`)."""
     label: Label | None = None
     """The provenance of ``output`` (untrusted if the node read untrusted data)."""
 
@@ -101,12 +113,28 @@ async def execute(
     *,
     run_id: str | None = None,
     max_retries: int = 0,
+    retry: RetryPolicy | None = None,
+    breakers: Breakers | None = None,
+    rng: random.Random | None = None,
+    cancel: Cancel | None = None,
+    recover: Recover | None = None,
 ) -> RunResult:
     """Run ``plan`` (already validated into ``graph``) with ``send(agent, skill, args, ...)``.
 
-    Retries apply to run failures only: a user error or a security denial would fail again.
+    ``retry`` (default: ``max_retries`` retries of every run failure) sets the nodes' attempts,
+    backoff (jittered with ``rng``), time limits and the run's retry budget; ``breakers`` fail
+    nodes of an agent that keeps failing fast; ``cancel(agent, task_id)`` stops a timed-out
+    node's task and ``recover(agent)`` brings a dead agent back before its node is retried.
+    A user error or a security denial is never retried: it would fail again.
     """
     run_id = run_id or uuid.uuid4().hex
+    retrier = NodeRetrier(
+        retry or RetryPolicy.from_max_retries(max_retries),
+        breakers=breakers,
+        rng=rng,
+        cancel=cancel,
+        recover=recover,
+    )
     records = {s.id: NodeRecord(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps}
     outputs: dict[str, JsonValue] = {}
     labels: dict[str, Label] = {}
@@ -115,36 +143,49 @@ async def execute(
     async def run_node(step: PlanStep) -> None:
         record = records[step.id]
         record.status = NodeStatus.RUNNING
-        while True:
+
+        async def attempt(task_id: str) -> tuple[JsonValue, Task]:
             record.attempts += 1
             record.started_at = time.time()
-            try:
-                args = dict(step.args)
-                args.update({p: _resolve(ref, outputs) for p, ref in step.inputs.items()})
-                # upstream results keep their labels: the node's input is as trusted as they are
-                label = join_all([labels[s] for s in sorted(step.upstream())])
-                label = Label.user().join(label) if label is not None else None
-                output, task = await send(
-                    step.agent, step.skill, args, context_id=run_id, label=label, grant=step.tools
-                )
-            except Exception as exc:  # recorded on the node, never lost with the task
-                record.ended_at = time.time()
-                record.error = ErrorInfo(type=type(exc).__name__, message=str(exc))
-                if isinstance(exc, RunError) and record.attempts <= max_retries:
-                    continue
-                record.status = NodeStatus.FAILED
-                return
-            agent_start, agent_end = a2a.task_timing(task)
-            record.started_at = agent_start or record.started_at
-            record.ended_at = agent_end or time.time()
-            record.task_id = task.id
-            record.output = output
-            record.error = None
-            record.label = task_label(task) or Label.unknown(f"agent:{step.agent}")
-            record.status = NodeStatus.SUCCEEDED
-            outputs[step.id] = output
-            labels[step.id] = record.label
+            args = dict(step.args)
+            args.update({p: _resolve(ref, outputs) for p, ref in step.inputs.items()})
+            # upstream results keep their labels: the node's input is as trusted as they are
+            label = join_all([labels[s] for s in sorted(step.upstream())])
+            label = Label.user().join(label) if label is not None else None
+            return await send(
+                step.agent,
+                step.skill,
+                args,
+                context_id=run_id,
+                label=label,
+                grant=step.tools,
+                new_task_id=task_id,
+            )
+
+        def failed(exc: BaseException, retry_in_s: float | None, gave_up: GiveUp | None) -> None:
+            record.ended_at = time.time()
+            error = ErrorInfo(type=type(exc).__name__, message=str(exc))
+            record.error = error
+            record.errors.append(
+                error.model_copy(update={"attempt": record.attempts, "retry_in_s": retry_in_s})
+            )
+            record.gave_up = gave_up
+
+        try:
+            output, task = await retrier.run(step, attempt, failed)
+        except Exception:  # recorded on the node by `failed`, never lost with the task
+            record.status = NodeStatus.FAILED
             return
+        agent_start, agent_end = a2a.task_timing(task)
+        record.started_at = agent_start or record.started_at
+        record.ended_at = agent_end or time.time()
+        record.task_id = task.id
+        record.output = output
+        record.error = None
+        record.label = task_label(task) or Label.unknown(f"agent:{step.agent}")
+        record.status = NodeStatus.SUCCEEDED
+        outputs[step.id] = output
+        labels[step.id] = record.label
 
     pending: dict[asyncio.Task[None], str] = {}
     done: set[str] = set()

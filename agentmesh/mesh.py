@@ -9,10 +9,11 @@ skills or runs a plan.
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,16 +23,18 @@ from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 
-from agentmesh._private import mesh_security
+from agentmesh._private import mesh_security, model_calls
 from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
+from agentmesh._private.mesh_recover import recover_agent
 from agentmesh._private.mesh_start import check_agents, check_models
 from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.ray_init import ensure_ray
-from agentmesh._private.router import Router, await_ray
+from agentmesh._private.router import Router
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
+from agentmesh.breaker import BreakerPolicy, Breakers
 from agentmesh.errors import ConfigError, UnknownAgentError
 from agentmesh.executor import RunResult, execute
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
@@ -39,6 +42,7 @@ from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
+from agentmesh.retry import RetryPolicy
 from agentmesh.tools import ToolLimits
 
 __all__ = ["USER", "Mesh"]
@@ -47,6 +51,18 @@ __all__ = ["USER", "Mesh"]
 #: The principal the driver speaks as (Mesh.call and the plan executor).
 USER = "user"
 _NAMED_USER = re.compile(r"^user:[A-Za-z0-9._@-]{1,128}$")
+
+
+#: Mesh's default breaker policy (a module constant: a default argument is built once).
+DEFAULT_BREAKER = BreakerPolicy()
+
+
+def _retry_policy(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
+    if retry is not None and max_retries is not None:
+        raise ConfigError("give retry or max_retries, not both")
+    if max_retries is not None:
+        return RetryPolicy.from_max_retries(max_retries)
+    return retry or RetryPolicy()
 
 
 def _principal(principal: str) -> str:
@@ -66,9 +82,17 @@ class Mesh:
         policy: a policy pack name under policies/, a YAML path, or a Policy.
         address: a Ray cluster to join; None starts an embedded local Ray.
         num_cpus: logical CPUs of the embedded Ray (ignored when joining a cluster).
-        max_retries: how often the executor re-runs a node after a run failure.
+        retry: the nodes' attempts, backoff, time limits and each run's retry budget
+            (default: ``RetryPolicy()``: dead or lost agents and timeouts are retried).
+        max_retries: the older shorthand: that many retries of every run failure.
+        breaker: when an agent's (driver side) or a model's (per calling process) circuit
+            breaker opens; None: no breakers.
+        breaker_clock: the driver's breakers' monotonic clock (tests pass a fake one).
+        max_restarts: how often Ray restarts a dead agent's actor (on another node if its
+            own left); the node it was running is then retried per ``retry``.
         start_timeout_s: how long every actor may take to be placed and start; past it,
-            start raises PlacementError naming the agents still waiting.
+            start raises PlacementError naming the agents still waiting. A restarted agent
+            gets as long before its node fails with AgentLostError.
         tool_limits: size bounds and timeout of every tool call.
         remote_agents: A2A agents elsewhere, joined as mesh members through proxy actors
             once their (signed) cards are fetched and verified.
@@ -92,7 +116,11 @@ class Mesh:
         policy: str | Policy = "default",
         address: str | None = None,
         num_cpus: int | None = None,
-        max_retries: int = 0,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
+        breaker_clock: Callable[[], float] = time.monotonic,
+        max_restarts: int = 3,
         start_timeout_s: float = 120.0,
         tool_limits: ToolLimits | None = None,
         remote_agents: Sequence[RemoteAgent] = (),
@@ -109,7 +137,13 @@ class Mesh:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.address = address
         self.num_cpus = num_cpus
-        self.max_retries = max_retries
+        self.retry = _retry_policy(retry, max_retries)
+        self.breaker = breaker
+        self.breakers = Breakers(breaker, clock=breaker_clock)
+        """The driver's breakers: ``agent:<name>`` (plan nodes), ``model:<name>`` (generate)."""
+        if not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ConfigError(f"max_restarts is a whole number >= 0, not {max_restarts!r}")
+        self.max_restarts = max_restarts
         self.start_timeout_s = start_timeout_s
         limits = tool_limits or ToolLimits()
         if limits.pins_path is None:  # resolved here: actors may run in another directory
@@ -159,6 +193,8 @@ class Mesh:
                 security=security,
                 start_timeout_s=self.start_timeout_s,
                 driver=USER,
+                max_restarts=self.max_restarts,
+                breaker=self.breaker,
             )
         except BaseException:
             await self.close()
@@ -247,30 +283,45 @@ class Mesh:
         await self._ready().cancel(agent, task_id, sender=_principal(principal))
 
     async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse:
-        """Run a mesh model directly (planners use this)."""
+        """Run a mesh model directly (planners use this), through the model's breaker."""
         handle = self._actors.model(model)
-        response: GenerateResponse = await await_ray(
-            handle.generate.remote(request), what=f"model {model!r}"
-        )
-        return response
+        return await model_calls.generate(handle, model, request, breakers=self.breakers)
 
     async def run(
-        self, goal: str, *, planner: Planner, max_retries: int | None = None
+        self,
+        goal: str,
+        *,
+        planner: Planner,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        rng: random.Random | None = None,
     ) -> RunResult:
         """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
 
-        ``max_retries`` (default: the mesh's) re-runs a node after a run failure.
+        ``retry`` or ``max_retries`` replace the mesh's retry policy for this run; ``rng``
+        draws the backoff jitter (seed it for a reproducible run). A dead agent is restarted
+        by Ray and joined again before its node is retried.
         """
         router = self._ready()
         catalog = self.catalog()
         plan = await planner.plan(goal, catalog, self.generate)
         graph = validate_plan(plan, catalog)
+        policy = self.retry if retry is None and max_retries is None else None
+        actors = self._actors
+
+        async def recover(agent: str) -> None:
+            await recover_agent(actors, agent, timeout_s=self.start_timeout_s)
+
         return await execute(
             plan,
             graph,
             router.send,
             run_id=f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
-            max_retries=self.max_retries if max_retries is None else max_retries,
+            retry=policy or _retry_policy(retry, max_retries),
+            breakers=self.breakers,
+            rng=rng,
+            cancel=router.cancel,
+            recover=recover,
         )
 
     # --- inspection --------------------------------------------------------------------------

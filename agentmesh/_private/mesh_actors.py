@@ -26,6 +26,7 @@ from agentmesh._private.remote_host import spawn_remote_host
 from agentmesh._private.router import Peer, Router, await_ray, pool_member
 from agentmesh._private.security_actor import SecurityActor
 from agentmesh.agent import Agent
+from agentmesh.breaker import BreakerPolicy
 from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError, UnknownToolError
 from agentmesh.inference import ModelSpec
 from agentmesh.planner import SkillInfo
@@ -62,6 +63,13 @@ class MeshActors:
         self.cards: dict[str, AgentCard] = {}
         self.tools: list[ToolInfo] = []
         self.router: Router | None = None
+        # kept to join an agent again after Ray restarted it (see ``join``)
+        self.setup: SecuritySetup | None = None
+        self.directory: dict[str, Peer] = {}
+        self.nodes: dict[str, str] = {}  # agent -> the node it was last seen on
+        self.wants: dict[str, str] = {}  # agent -> what it asks of a node, for messages
+        self.remotes: list[str] = []
+        self._security_lock = asyncio.Lock()
 
     async def start(
         self,
@@ -72,9 +80,13 @@ class MeshActors:
         security: SecuritySetup,
         start_timeout_s: float,
         driver: str,
+        max_restarts: int = 0,
+        breaker: BreakerPolicy | None = None,
     ) -> None:
         """Start every actor and join the agents; ``driver`` is the principal the router
-        speaks as (no agent may take its name)."""
+        speaks as (no agent may take its name). Ray restarts a dead agent ``max_restarts``
+        times; ``breaker`` is the policy of each agent's per-model breakers."""
+        self.setup = security
         # The security actor of the driver's node first: a tool server that cannot start
         # fails the mesh before any agent exists.
         driver_node = str(ray.get_runtime_context().get_node_id())
@@ -83,7 +95,9 @@ class MeshActors:
         for name, spec in model_specs.items():
             self.models[name] = launch_model_service(name, spec)
         for cls in agent_classes:
-            self.agents[cls.name] = spawn_agent(cls, self.models)
+            self.agents[cls.name] = spawn_agent(
+                cls, self.models, max_restarts=max_restarts, breaker=breaker
+            )
         wants = {cls.name: str(cls.resources.model_dump()) for cls in agent_classes}
         for remote in remote_agents:  # a refused card fails the start here
             name, _card, handle = await spawn_remote_host(remote)
@@ -104,7 +118,8 @@ class MeshActors:
         }
         raw_cards = await await_started(card_probes, wants, timeout_s=start_timeout_s)
         self.cards = {name: AgentCard.FromString(raw) for name, raw in raw_cards.items()}
-        directory = {
+        self.wants = wants
+        self.directory = {
             name: Peer(handle, frozenset(s.id for s in self.cards[name].skills))
             for name, handle in self.agents.items()
         }
@@ -114,30 +129,47 @@ class MeshActors:
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self.security_on(node, security)
         local = {cls.name for cls in agent_classes}
-        if remotes := [name for name in self.agents if name not in local]:
+        self.remotes = [name for name in self.agents if name not in local]
+        if remotes := self.remotes:
             await asyncio.gather(  # a message to a remote agent leaves the mesh: checked so
                 *(
                     await_ray(a.set_remote_agents.remote(remotes), what="security actor")
                     for a in self.security.values()
                 )
             )
-        guards = [
-            (node, pool_member(n, security.pool))
-            for n, node in zip(self.agents, nodes, strict=True)
-        ]
         await asyncio.gather(
-            *(
-                await_ray(
-                    h.join.remote(directory, self.security[guard], self.channels[guard]), what=n
-                )
-                for (n, h), guard in zip(self.agents.items(), guards, strict=True)
-            )
+            *(self.join(name, node) for name, node in zip(self.agents, nodes, strict=True))
         )
         pool = [self.security[(driver_node, i)] for i in range(security.pool)]
-        self.router = Router(driver, directory, pool[0], pool=pool)
+        self.router = Router(driver, self.directory, pool[0], pool=pool)
+
+    async def join(self, name: str, node: str) -> None:
+        """Join agent ``name``, running on ``node``, to the mesh: the directory, the security
+        actor that guards it on its node (started first if that node has none: an agent Ray
+        restarted on another node) and that actor's tool socket."""
+        assert self.setup is not None
+        await self.security_on(node, self.setup)
+        guard = (node, pool_member(name, self.setup.pool))
+        self.nodes[name] = node
+        await await_ray(
+            self.agents[name].join.remote(
+                self.directory, self.security[guard], self.channels[guard]
+            ),
+            what=f"agent {name!r}",
+        )
+
+    def forget_node(self, node: str) -> None:
+        """Drop the security actors of a node that left the cluster (they died with it)."""
+        for key in [k for k in self.security if k[0] == node]:
+            self.security.pop(key)
+            self.channels.pop(key, None)
 
     async def security_on(self, node: str, security: SecuritySetup) -> None:
         """Start the security actors of ``node`` (once), each with its own MCP sessions."""
+        async with self._security_lock:
+            await self._security_on(node, security)
+
+    async def _security_on(self, node: str, security: SecuritySetup) -> None:
         if (node, 0) in self.security:
             return
         actor_cls = ray.remote(num_cpus=0)(SecurityActor).options(
@@ -166,6 +198,16 @@ class MeshActors:
         self.tools = self.tools or started[0][0]
         for member, (_tools, channel) in zip(members, started, strict=True):
             self.channels[(node, member)] = channel
+        if self.remotes:  # a node started after the mesh (an agent restarted there)
+            await asyncio.gather(
+                *(
+                    await_ray(
+                        self.security[(node, m)].set_remote_agents.remote(self.remotes),
+                        what="security actor",
+                    )
+                    for m in members
+                )
+            )
 
     def check_declared_tools(self, agent_classes: Sequence[type[Agent]]) -> None:
         """UnknownToolError for an agent that declares a tool no MCP server offers."""

@@ -18,6 +18,7 @@ from ray.actor import ActorHandle
 from agentmesh._private.host import AgentHost
 from agentmesh._private.router import await_ray
 from agentmesh.agent import Agent
+from agentmesh.breaker import BreakerPolicy
 from agentmesh.errors import (
     AgentUnavailableError,
     ConfigError,
@@ -63,21 +64,33 @@ def check_models(agents: Sequence[type[Agent]], model_specs: Mapping[str, ModelS
             )
 
 
-def spawn_agent(cls: type[Agent], models: Mapping[str, ActorHandle]) -> ActorHandle:
-    """The actor of one agent class, asking Ray for the resources and labels it declares."""
+def spawn_agent(
+    cls: type[Agent],
+    models: Mapping[str, ActorHandle],
+    *,
+    max_restarts: int = 0,
+    breaker: BreakerPolicy | None = None,
+) -> ActorHandle:
+    """The actor of one agent class, asking Ray for the resources and labels it declares.
+
+    Ray restarts a dead actor up to ``max_restarts`` times (on any node that fits, if its own
+    left); a call in flight when it died fails, and is never re-run by Ray itself
+    (``max_task_retries`` stays 0): the executor decides whether a node is retried.
+    """
     res = cls.resources
     options: dict[str, Any] = {
         "num_cpus": res.num_cpus,
         "num_gpus": res.num_gpus,
         "name": f"agentmesh-{cls.name}-{uuid.uuid4().hex[:8]}",
         "max_concurrency": MAX_CONCURRENCY,
+        "max_restarts": max_restarts,
     }
     if res.custom:
         options["resources"] = dict(res.custom)
     if res.labels:
         options["label_selector"] = dict(res.labels)
     actor_cls = ray.remote(AgentHost).options(**options)
-    return cast(ActorHandle, actor_cls.remote(cls, models=dict(models)))
+    return cast(ActorHandle, actor_cls.remote(cls, models=dict(models), breaker=breaker))
 
 
 async def await_started(

@@ -120,10 +120,13 @@ class Router:
         task_id: str | None = None,
         label: Label | None = None,
         grant: Sequence[ToolGrant] | None = None,
+        new_task_id: str | None = None,
     ) -> tuple[JsonValue, Task]:
         """Call ``agent.skill``; return its result and the A2A task that carried it.
 
-        With ``task_id``, answer that input-required task instead (``skill`` may be empty).
+        With ``task_id``, answer that input-required task instead (``skill`` may be empty);
+        ``new_task_id`` is the id a new task gets (default: a fresh one), so that the caller
+        can cancel it.
         ``label`` is the provenance of ``args`` (None: the sender's own input) and ``grant``
         the plan node's tools (None: not plan-locked); both ride in the message.
         Raises the callee's error typed; InputRequired when the task waits for input.
@@ -139,7 +142,7 @@ class Router:
             skill=skill,
             args=args,
             context_id=context_id,
-            task_id=task_id or new_id(),
+            task_id=task_id or new_task_id or new_id(),
             continues=task_id is not None,
         )
         if label is not None or grant is not None:
@@ -226,7 +229,10 @@ class Router:
 
     def _check_security(self) -> None:
         if self.security is None and not self.pool and self.vet:
-            raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
+            # an agent Ray restarted has not been joined again yet: retried once it is
+            raise AgentUnavailableError(
+                f"{self.sender!r} has no security actor yet: nothing is sent"
+            )
 
     def _sole_skill(self, agent: str) -> str:
         peer = self._agent(agent)
