@@ -306,7 +306,10 @@ class Mesh:
         catalog = self.catalog()
         plan = await planner.plan(goal, catalog, self.generate)
         graph = validate_plan(plan, catalog)
-        policy = self.retry if retry is None and max_retries is None else None
+        if retry is None and max_retries is None:
+            policy = self.retry
+        else:
+            policy = _retry_policy(retry, max_retries)
         actors = self._actors
 
         async def recover(agent: str) -> None:
@@ -317,7 +320,7 @@ class Mesh:
             graph,
             router.send,
             run_id=f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
-            retry=policy or _retry_policy(retry, max_retries),
+            retry=policy,
             breakers=self.breakers,
             rng=rng,
             cancel=router.cancel,

@@ -24,7 +24,7 @@ __all__ = ["recover_agent"]
 
 #: Pause between probes of an actor Ray is still restarting.
 POLL_S = 0.5
-#: How long another agent may take to say whether it is joined (see ``_rejoin_restarted``).
+#: How long another agent may take to come back and say whether it is joined.
 PEER_PROBE_S = 5.0
 
 
@@ -48,19 +48,14 @@ async def _answering(
     actors: MeshActors, agent: str, handle: ActorHandle, old_node: str | None, timeout_s: float
 ) -> str:
     """The node ``agent``'s actor answers from, once Ray has it running again."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (left := deadline - loop.time()) > 0:
-        try:
-            return str(await asyncio.wait_for(_node_of(handle), left))
-        except TimeoutError:
-            break
-        except ActorDiedError as exc:  # no restarts left: it never comes back
-            lost = old_node is not None and not await _alive(old_node)
-            detail = f"it died and its restarts are spent ({str(exc)[:200]})"
-            raise AgentLostError(agent, detail, node_lost=lost) from None
-        except RayActorError:  # still restarting
-            await asyncio.sleep(min(POLL_S, max(left, 0.0)))
+    try:
+        return await _node_when_up(handle, timeout_s)
+    except ActorDiedError as exc:  # no restarts left: it never comes back
+        lost = old_node is not None and not await _alive(old_node)
+        detail = f"it died and its restarts are spent ({str(exc)[:200]})"
+        raise AgentLostError(agent, detail, node_lost=lost) from None
+    except TimeoutError:
+        pass
     wants = actors.wants.get(agent, "?")
     if old_node is not None and not await _alive(old_node):
         detail = (
@@ -70,6 +65,25 @@ async def _answering(
         raise AgentLostError(agent, detail, node_lost=True)
     detail = f"Ray did not restart it within {timeout_s:g}s; it asks for {wants}"
     raise AgentLostError(agent, detail, node_lost=False)
+
+
+async def _node_when_up(handle: ActorHandle, timeout_s: float) -> str:
+    """The actor's node once it answers, probing while Ray restarts it.
+
+    Raises:
+        TimeoutError: not up within ``timeout_s``.
+        ActorDiedError: dead for good.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (left := deadline - loop.time()) > 0:
+        try:
+            return await asyncio.wait_for(_node_of(handle), left)
+        except ActorDiedError:
+            raise
+        except RayActorError:  # restarting, or the call raced its restart
+            await asyncio.sleep(min(POLL_S, left))
+    raise TimeoutError
 
 
 async def _node_of(handle: ActorHandle) -> str:
@@ -89,8 +103,9 @@ async def _rejoin_restarted(actors: MeshActors, *, skip: str) -> None:
     async def check(name: str) -> None:
         handle = actors.agent(name)
         with contextlib.suppress(RayActorError, AgentMeshError, TimeoutError):
+            node = await _node_when_up(handle, PEER_PROBE_S)  # waits out a restart under way
             if not await asyncio.wait_for(_joined(handle), PEER_PROBE_S):
-                await actors.join(name, await asyncio.wait_for(_node_of(handle), PEER_PROBE_S))
+                await actors.join(name, node)
 
     others = [n for n in actors.agents if n != skip and n not in actors.remotes]
     await asyncio.gather(*(check(name) for name in others))

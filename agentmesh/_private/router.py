@@ -132,10 +132,10 @@ class Router:
         Raises the callee's error typed; InputRequired when the task waits for input.
         """
         sender = sender or self.sender
+        self._check_security()  # first: an agent not joined yet knows no peers either
         if task_id is not None:
             skill = self._asked_skill(agent, task_id, sender)
         peer = self.peer(agent, skill)
-        self._check_security()
         message: Message = a2a.skill_call_message(
             sender=sender,
             recipient=agent,
