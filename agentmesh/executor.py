@@ -1,9 +1,10 @@
 """Runs a validated plan: every ready node at once, upstream results passed downstream.
 
-Each node's record keeps its agent, status, attempts, the times the agent itself started and
-ended the skill (so parallel branches show as overlapping intervals), its output or its error.
-A failed node does not stop independent branches; its descendants are marked skipped and the
-whole record comes back on :class:`~agentmesh.errors.RunFailedError`, so nothing is lost.
+Each node's record keeps its agent, status, attempts (and every failed attempt's error), the
+times the agent itself started and ended the skill (so parallel branches show as overlapping
+intervals), its output or its error. A failed node does not stop independent branches; its
+descendants are marked skipped and the whole record comes back on
+:class:`~agentmesh.errors.RunFailedError`, so nothing is lost.
 """
 
 from __future__ import annotations
