@@ -303,13 +303,13 @@ class Mesh:
         by Ray and joined again before its node is retried.
         """
         router = self._ready()
-        catalog = self.catalog()
-        plan = await planner.plan(goal, catalog, self.generate)
-        graph = validate_plan(plan, catalog)
         if retry is None and max_retries is None:
             policy = self.retry
         else:
             policy = _retry_policy(retry, max_retries)
+        catalog = self.catalog()
+        plan = await planner.plan(goal, catalog, self.generate)
+        graph = validate_plan(plan, catalog)
         actors = self._actors
 
         async def recover(agent: str) -> None:

@@ -19,6 +19,7 @@ from agentmesh import (
     BreakerOpenError,
     BreakerPolicy,
     BreakerState,
+    ConfigError,
     Mesh,
     ModelError,
     NodeStatus,
@@ -196,6 +197,14 @@ async def test_retries_back_off_with_seeded_jitter_and_keep_every_error(fmesh: M
         (2, "SkillFailedError", policy.backoff(2, rng)),
     ]
     assert "attempt 2 fails" in node.errors[1].message
+
+
+async def test_a_run_refuses_two_retry_settings_before_planning(fmesh: Mesh) -> None:
+    def never(goal: str) -> Plan:
+        raise AssertionError("planned anyway")
+
+    with pytest.raises(ConfigError, match="not both"):
+        await fmesh.run("x", planner=TemplatePlanner(never), retry=RetryPolicy(), max_retries=1)
 
 
 async def test_skill_failures_are_not_retried_by_default(fmesh: Mesh) -> None:

@@ -15,6 +15,7 @@ from agentmesh import (
     Mesh,
     MessageBlocked,
     NodeTimeoutError,
+    PlanStep,
     RetryPolicy,
     RunError,
     SkillFailedError,
@@ -101,3 +102,9 @@ def test_mesh_refuses_conflicting_or_bad_fault_settings() -> None:
     mesh = Mesh([Joiner], policy=POLICY, max_retries=2)
     assert mesh.retry.max_attempts == 3
     assert Mesh([Joiner], policy=POLICY).retry == RetryPolicy()
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0])
+def test_a_step_time_limit_must_be_positive(timeout: float) -> None:
+    with pytest.raises(ValidationError, match="greater than 0"):
+        PlanStep(id="s", agent="a", skill="k", timeout_s=timeout)
