@@ -92,7 +92,8 @@ class Mesh:
             own left); the node it was running is then retried per ``retry``.
         start_timeout_s: how long every actor may take to be placed and start; past it,
             start raises PlacementError naming the agents still waiting. A restarted agent
-            gets as long before its node fails with AgentLostError.
+            gets as long before its node fails with AgentLostError, unless the retry
+            policy's ``restart_timeout_s`` says otherwise.
         tool_limits: size bounds and timeout of every tool call.
         remote_agents: A2A agents elsewhere, joined as mesh members through proxy actors
             once their (signed) cards are fetched and verified.
@@ -312,8 +313,10 @@ class Mesh:
         graph = validate_plan(plan, catalog)
         actors = self._actors
 
+        wait_s = policy.restart_timeout_s or self.start_timeout_s
+
         async def recover(agent: str) -> None:
-            await recover_agent(actors, agent, timeout_s=self.start_timeout_s)
+            await recover_agent(actors, agent, timeout_s=wait_s)
 
         return await execute(
             plan,

@@ -60,6 +60,9 @@ class RetryPolicy(BaseModel):
     """Retries of all the run's nodes together."""
     timeout_s: float | None = Field(default=None, gt=0)
     """Each node's time limit unless its PlanStep sets ``timeout_s`` (None: none)."""
+    restart_timeout_s: float | None = Field(default=None, gt=0)
+    """How long a retry waits for Ray to restart a dead agent before its node fails with
+    AgentLostError (None: the mesh's ``start_timeout_s``)."""
 
     @field_validator("retry_on")
     @classmethod

@@ -73,8 +73,7 @@ SCRIPT = textwrap.dedent(
                 [Mover, Pinned],
                 policy=policy,
                 address=cluster.address,
-                start_timeout_s=20,
-                retry=RetryPolicy(base_delay_s=0.05),
+                retry=RetryPolicy(base_delay_s=0.05, restart_timeout_s=30),
             ) as mesh:
                 # a second worker node, only now: the mover started on node b
                 cluster.add_node(num_cpus=1, resources={"worker": 1}, labels={"zone": "c"})
