@@ -16,13 +16,16 @@ from agentmesh.a2a_gateway import (
     build_a2a_app,
 )
 from agentmesh.agent import Agent, AgentContext, Resources, skill
+from agentmesh.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from agentmesh.detection import Detection, scan
 from agentmesh.errors import (
     AgentDefinitionError,
+    AgentLostError,
     AgentMeshError,
     AgentUnavailableError,
     ApprovalDenied,
     ApprovalRequired,
+    BreakerOpenError,
     BudgetExhausted,
     CardVerificationError,
     CircuitOpen,
@@ -33,6 +36,7 @@ from agentmesh.errors import (
     MessageBlocked,
     ModelError,
     ModelNotFoundError,
+    NodeTimeoutError,
     OutputValidationError,
     PlacementError,
     PlanningError,
@@ -99,6 +103,7 @@ from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, 
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
+from agentmesh.retry import RetryPolicy
 from agentmesh.runs import LedgerEntry, NodeCheckpoint, RunInfo, RunState, RunStore, RunSummary
 from agentmesh.security import (
     Decision,
@@ -118,12 +123,17 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentDefinitionError",
+    "AgentLostError",
     "AgentMeshError",
     "AgentUnavailableError",
     "ApprovalDenied",
     "ApprovalRequired",
+    "BreakerOpenError",
+    "BreakerPolicy",
+    "BreakerState",
     "BudgetExhausted",
     "CardVerificationError",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigError",
     "ContentQuarantined",
@@ -156,6 +166,7 @@ __all__ = [
     "NodeCheckpoint",
     "NodeRecord",
     "NodeStatus",
+    "NodeTimeoutError",
     "OneOf",
     "OutboundFinding",
     "OutputValidationError",
@@ -172,6 +183,7 @@ __all__ = [
     "RemoteAgent",
     "RemoteAgentError",
     "Resources",
+    "RetryPolicy",
     "RunError",
     "RunFailedError",
     "RunFinishedError",

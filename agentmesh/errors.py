@@ -18,10 +18,12 @@ from typing import Any
 
 __all__ = [
     "AgentDefinitionError",
+    "AgentLostError",
     "AgentMeshError",
     "AgentUnavailableError",
     "ApprovalDenied",
     "ApprovalRequired",
+    "BreakerOpenError",
     "BudgetExhausted",
     "CardVerificationError",
     "CircuitOpen",
@@ -32,6 +34,7 @@ __all__ = [
     "MessageBlocked",
     "ModelError",
     "ModelNotFoundError",
+    "NodeTimeoutError",
     "OutputValidationError",
     "PlacementError",
     "PlanValidationError",
@@ -308,6 +311,59 @@ class AgentUnavailableError(RunError):
 
 class PlacementError(RunError):
     """No node could host an agent's actor in time: nothing offers the resources it asks for."""
+
+
+class AgentLostError(PlacementError):
+    """An agent's actor died (its process, or its whole node) and Ray did not bring it back in
+    time: no live node offers the resources and labels it asks for (an agent pinned to a node
+    that left the cluster), or its restarts are spent. ``node_lost`` says whether the node it
+    ran on is gone."""
+
+    def __init__(self, agent: str, detail: str, *, node_lost: bool) -> None:
+        super().__init__(f"agent {agent!r} is lost: {detail}")
+        self.agent = agent
+        self.detail = detail
+        self.node_lost = node_lost
+
+
+class NodeTimeoutError(RunError):
+    """A plan node ran past its time limit (``PlanStep.timeout_s``, else the retry policy's).
+
+    The executor asked the agent to cancel the node's A2A task; ``canceled`` says whether it
+    could (a plain sync skill's thread runs on, and its result is dropped).
+    """
+
+    def __init__(
+        self, step: str, *, agent: str, timeout_s: float, task_id: str, canceled: bool
+    ) -> None:
+        what = "canceled" if canceled else "could not be canceled"
+        super().__init__(
+            f"step {step!r} ({agent}) ran past its {timeout_s:g}s limit; its task {task_id} {what}"
+        )
+        self.step = step
+        self.agent = agent
+        self.timeout_s = timeout_s
+        self.task_id = task_id
+        self.canceled = canceled
+
+
+class BreakerOpenError(RunError):
+    """A reliability circuit breaker (of an agent or a model) is open: the call failed fast,
+    nothing was sent. It opened after ``failures`` failures in a row (``cause``: the last one) and
+    lets one trial call through after ``retry_in_s`` more seconds.
+
+    Not :class:`CircuitOpen`: that one is the security actor's, opened by policy violations.
+    """
+
+    def __init__(self, target: str, *, failures: int, cause: str, retry_in_s: float) -> None:
+        super().__init__(
+            f"the circuit breaker of {target} is open after {failures} failures in a row "
+            f"(last: {cause}); calls fail fast for {retry_in_s:.1f}s more"
+        )
+        self.target = target
+        self.failures = failures
+        self.cause = cause
+        self.retry_in_s = retry_in_s
 
 
 class ToolError(RunError):

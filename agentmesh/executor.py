@@ -1,11 +1,12 @@
 """Runs a validated plan: every ready node at once, upstream results passed downstream.
 
-Each node's record keeps its agent, status, attempts, the times the agent itself started and
-ended the skill (so parallel branches show as overlapping intervals), its output or its error.
-A failed node does not stop independent branches; its descendants are marked skipped and the
-whole record comes back on :class:`~agentmesh.errors.RunFailedError`, so nothing is lost.
-A :class:`Checkpoint` hears of every node transition, so a durable run's store always holds
-where the run is (see :mod:`agentmesh.runs`); a resumed run starts from its succeeded nodes.
+Each node's record keeps its agent, status, attempts (and every failed attempt's error), the
+times the agent itself started and ended the skill (so parallel branches show as overlapping
+intervals), its output or its error. A failed node does not stop independent branches; its
+descendants are marked skipped and the whole record comes back on
+:class:`~agentmesh.errors.RunFailedError`, so nothing is lost. A :class:`Checkpoint` hears of
+every node transition, so a durable run's store always holds where the run is (see
+:mod:`agentmesh.runs`); a resumed run starts from its succeeded nodes.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import Any, Protocol
 
 import networkx as nx
 from a2a.types import Task
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 from agentmesh._private.idempotency import RUN_NODE
-from agentmesh.errors import RunError, RunFailedError, UserError
+from agentmesh._private.node_retry import NodeRetrier
+from agentmesh.errors import RunFailedError, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
+from agentmesh.retry import GiveUp, RetryPolicy
 
 __all__ = ["Checkpoint", "ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
 
@@ -43,6 +46,10 @@ class NodeStatus(StrEnum):
 class ErrorInfo(BaseModel):
     type: str
     message: str
+    attempt: int | None = None
+    """In ``NodeRecord.errors``: the attempt that failed (0: refused before any call)."""
+    retry_in_s: float | None = None
+    """In ``NodeRecord.errors``: the backoff before the next attempt (None: none followed)."""
 
 
 class NodeRecord(BaseModel):
@@ -58,6 +65,10 @@ class NodeRecord(BaseModel):
     task_id: str | None = None
     output: JsonValue = None
     error: ErrorInfo | None = None
+    errors: list[ErrorInfo] = Field(default_factory=list)
+    """Every failed attempt's error, in order (kept when a retry succeeds)."""
+    gave_up: GiveUp | None = None
+    """Why the retries stopped, when the node failed (see :data:`agentmesh.retry.GiveUp`)."""
     label: Label | None = None
     """The provenance of ``output`` (untrusted if the node read untrusted data)."""
 
@@ -169,15 +180,21 @@ async def execute(
     max_retries: int = 0,
     checkpoint: Checkpoint | None = None,
     resumed: Sequence[NodeRecord] = (),
+    retrier: NodeRetrier | None = None,
 ) -> RunResult:
     """Run ``plan`` (already validated into ``graph``) with ``send(agent, skill, args, ...)``.
 
-    Retries apply to run failures only: a user error or a security denial would fail again.
+    ``retrier`` makes each node's attempts (default: ``max_retries`` retries of every run
+    failure): its retry policy's backoff, time limits and run budget, the breakers that fail an
+    agent that keeps failing fast, the cancel of a timed-out task and the recovery of a dead
+    agent (see :mod:`agentmesh._private.node_retry`). A user error or a security denial is never
+    retried: it would fail again.
     ``checkpoint`` hears of every node transition and of the end; ``resumed`` are the
     succeeded nodes of an earlier run of this plan, kept as they are (outputs and labels flow
     downstream) and not run again.
     """
     run_id = run_id or uuid.uuid4().hex
+    retrier = retrier or NodeRetrier(RetryPolicy.from_max_retries(max_retries))
     records = {s.id: NodeRecord(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps}
     outputs: dict[str, JsonValue] = {}
     labels: dict[str, Label] = {}
@@ -191,36 +208,49 @@ async def execute(
     async def run_node(step: PlanStep) -> None:
         record = records[step.id]
         record.status = NodeStatus.RUNNING
-        while True:
+
+        async def attempt(task_id: str) -> tuple[JsonValue, Task]:
             record.attempts += 1
             record.started_at = time.time()
-            try:
-                args = dict(step.args)
-                args.update({p: _resolve(ref, outputs) for p, ref in step.inputs.items()})
-                # upstream results keep their labels: the node's input is as trusted as they are
-                label = join_all([labels[s] for s in sorted(step.upstream())])
-                label = Label.user().join(label) if label is not None else None
-                output, task = await send(
-                    step.agent, step.skill, args, context_id=run_id, label=label, grant=step.tools
-                )
-            except Exception as exc:  # recorded on the node, never lost with the task
-                record.ended_at = time.time()
-                record.error = ErrorInfo(type=type(exc).__name__, message=str(exc))
-                if isinstance(exc, RunError) and record.attempts <= max_retries:
-                    continue
-                record.status = NodeStatus.FAILED
-                return
-            agent_start, agent_end = a2a.task_timing(task)
-            record.started_at = agent_start or record.started_at
-            record.ended_at = agent_end or time.time()
-            record.task_id = task.id
-            record.output = output
-            record.error = None
-            record.label = task_label(task) or Label.unknown(f"agent:{step.agent}")
-            record.status = NodeStatus.SUCCEEDED
-            outputs[step.id] = output
-            labels[step.id] = record.label
+            args = dict(step.args)
+            args.update({p: _resolve(ref, outputs) for p, ref in step.inputs.items()})
+            # upstream results keep their labels: the node's input is as trusted as they are
+            label = join_all([labels[s] for s in sorted(step.upstream())])
+            label = Label.user().join(label) if label is not None else None
+            return await send(
+                step.agent,
+                step.skill,
+                args,
+                context_id=run_id,
+                label=label,
+                grant=step.tools,
+                new_task_id=task_id,
+            )
+
+        def failed(exc: BaseException, retry_in_s: float | None, gave_up: GiveUp | None) -> None:
+            record.ended_at = time.time()
+            error = ErrorInfo(type=type(exc).__name__, message=str(exc))
+            record.error = error
+            record.errors.append(
+                error.model_copy(update={"attempt": record.attempts, "retry_in_s": retry_in_s})
+            )
+            record.gave_up = gave_up
+
+        try:
+            output, task = await retrier.run(step, attempt, failed)
+        except Exception:  # recorded on the node by `failed`, never lost with the task
+            record.status = NodeStatus.FAILED
             return
+        agent_start, agent_end = a2a.task_timing(task)
+        record.started_at = agent_start or record.started_at
+        record.ended_at = agent_end or time.time()
+        record.task_id = task.id
+        record.output = output
+        record.error = None
+        record.label = task_label(task) or Label.unknown(f"agent:{step.agent}")
+        record.status = NodeStatus.SUCCEEDED
+        outputs[step.id] = output
+        labels[step.id] = record.label
 
     async def run_saved(step: PlanStep) -> None:
         """run_node between two checkpoints, with its node in context for the send."""

@@ -9,10 +9,11 @@ skills or runs a plan.
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -22,18 +23,21 @@ from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import BaseModel, JsonValue
 from ray.actor import ActorHandle
 
-from agentmesh._private import mesh_security
+from agentmesh._private import mesh_security, model_calls
 from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.durable import DurableRuns, check_factory, check_run_id, open_store
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
+from agentmesh._private.mesh_recover import recover_agent
 from agentmesh._private.mesh_start import check_agents, check_models, check_replicas
+from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.ray_init import ensure_ray
-from agentmesh._private.router import Router, await_ray
+from agentmesh._private.router import Router
 from agentmesh._private.structured import generate_output
 from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
+from agentmesh.breaker import BreakerPolicy, Breakers
 from agentmesh.errors import ConfigError, UnknownAgentError
 from agentmesh.executor import RunResult
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
@@ -41,6 +45,7 @@ from agentmesh.planner import Planner, SkillInfo, validate_plan
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
+from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
 from agentmesh.tools import ToolLimits
 
@@ -51,6 +56,18 @@ __all__ = ["USER", "Mesh"]
 USER = "user"
 M = TypeVar("M", bound=BaseModel)
 _NAMED_USER = re.compile(r"^user:[A-Za-z0-9._@-]{1,128}$")
+
+
+#: Mesh's default breaker policy (a module constant: a default argument is built once).
+DEFAULT_BREAKER = BreakerPolicy()
+
+
+def _retry_policy(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
+    if retry is not None and max_retries is not None:
+        raise ConfigError("give retry or max_retries, not both")
+    if max_retries is not None:
+        return RetryPolicy.from_max_retries(max_retries)
+    return retry or RetryPolicy()
 
 
 def _principal(principal: str) -> str:
@@ -70,9 +87,18 @@ class Mesh:
         policy: a policy pack name under policies/, a YAML path, or a Policy.
         address: a Ray cluster to join; None starts an embedded local Ray.
         num_cpus: logical CPUs of the embedded Ray (ignored when joining a cluster).
-        max_retries: how often the executor re-runs a node after a run failure.
+        retry: the nodes' attempts, backoff, time limits and each run's retry budget
+            (default: ``RetryPolicy()``: dead or lost agents and timeouts are retried).
+        max_retries: the older shorthand: that many retries of every run failure.
+        breaker: when an agent's (driver side) or a model's (per calling process) circuit
+            breaker opens; None: no breakers.
+        breaker_clock: the driver's breakers' monotonic clock (tests pass a fake one).
+        max_restarts: how often Ray restarts a dead agent's actor (on another node if its
+            own left); the node it was running is then retried per ``retry``.
         start_timeout_s: how long every actor may take to be placed and start; past it,
-            start raises PlacementError naming the agents still waiting.
+            start raises PlacementError naming the agents still waiting. A restarted agent
+            gets as long before its node fails with AgentLostError, unless the retry
+            policy's ``restart_timeout_s`` says otherwise.
         tool_limits: size bounds and timeout of every tool call.
         remote_agents: A2A agents elsewhere, joined as mesh members through proxy actors
             once their (signed) cards are fetched and verified.
@@ -103,7 +129,11 @@ class Mesh:
         policy: str | Policy = "default",
         address: str | None = None,
         num_cpus: int | None = None,
-        max_retries: int = 0,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
+        breaker_clock: Callable[[], float] = time.monotonic,
+        max_restarts: int = 3,
         start_timeout_s: float = 120.0,
         tool_limits: ToolLimits | None = None,
         remote_agents: Sequence[RemoteAgent] = (),
@@ -123,7 +153,13 @@ class Mesh:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.address = address
         self.num_cpus = num_cpus
-        self.max_retries = max_retries
+        self.retry = _retry_policy(retry, max_retries)
+        self.breaker = breaker
+        self.breakers = Breakers(breaker, clock=breaker_clock)
+        """The driver's breakers: ``agent:<name>`` (plan nodes), ``model:<name>`` (generate)."""
+        if not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ConfigError(f"max_restarts is a whole number >= 0, not {max_restarts!r}")
+        self.max_restarts = max_restarts
         self.start_timeout_s = start_timeout_s
         limits = tool_limits or ToolLimits()
         if limits.pins_path is None:  # resolved here: actors may run in another directory
@@ -178,6 +214,8 @@ class Mesh:
                 start_timeout_s=self.start_timeout_s,
                 driver=USER,
                 replicas=self.replicas,
+                max_restarts=self.max_restarts,
+                breaker=self.breaker,
             )
         except BaseException:
             await self.close()
@@ -282,15 +320,13 @@ class Mesh:
         output: type[BaseModel] | None = None,
         max_attempts: int = 3,
     ) -> GenerateResponse | BaseModel:
-        """Run a mesh model directly (planners use this); with ``output=`` a validated
-        instance, re-prompted with the errors as :meth:`Agent.generate` does."""
+        """Run a mesh model directly (planners use this), through the model's breaker; with
+        ``output=`` a validated instance, re-prompted with the errors as
+        :meth:`Agent.generate` does."""
         handle = self._actors.model(model)
 
         async def send(request: GenerateRequest) -> GenerateResponse:
-            response: GenerateResponse = await await_ray(
-                handle.generate.remote(request), what=f"model {model!r}"
-            )
-            return response
+            return await model_calls.generate(handle, model, request, breakers=self.breakers)
 
         if output is None:
             return await send(request)
@@ -301,17 +337,22 @@ class Mesh:
         goal: str,
         *,
         planner: Planner,
+        retry: RetryPolicy | None = None,
         max_retries: int | None = None,
+        rng: random.Random | None = None,
         run_id: str | None = None,
     ) -> RunResult:
         """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
 
-        ``max_retries`` (default: the mesh's) re-runs a node after a run failure. The run is
-        checkpointed in the run store after every node, under ``run_id`` (default: a fresh
-        one), so :meth:`resume_run` can finish it if this process dies.
+        ``retry`` or ``max_retries`` replace the mesh's retry policy for this run; ``rng``
+        draws the backoff jitter (seed it for a reproducible run). A dead agent is restarted
+        by Ray and joined again before its node is retried. The run is checkpointed in the run
+        store after every node, under ``run_id`` (default: a fresh one), so
+        :meth:`resume_run` can finish it if this process dies.
         """
         router = self._ready()
         run_id = check_run_id(run_id) if run_id is not None else None
+        retrier = self._retrier(retry, max_retries, rng)
         catalog = self.catalog()
         plan = await planner.plan(goal, catalog, self.generate)
         graph = validate_plan(plan, catalog)
@@ -320,11 +361,18 @@ class Mesh:
             graph,
             router.send,
             run_id=run_id or f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
-            max_retries=self.max_retries if max_retries is None else max_retries,
+            retrier=retrier,
             security=list(self._actors.security.values()),
         )
 
-    async def resume_run(self, run_id: str, *, max_retries: int | None = None) -> RunResult:
+    async def resume_run(
+        self,
+        run_id: str,
+        *,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        rng: random.Random | None = None,
+    ) -> RunResult:
         """Finish a stored run (its driver died, or it failed): the stored plan is validated
         against this mesh's skills, succeeded nodes keep their outputs and labels, and every
         other node runs again; side-effecting tool calls already made are not repeated (their
@@ -340,8 +388,26 @@ class Mesh:
             run_id,
             self.catalog(),
             router.send,
-            max_retries=self.max_retries if max_retries is None else max_retries,
+            retrier=self._retrier(retry, max_retries, rng),
             security=list(self._actors.security.values()),
+        )
+
+    def _retrier(
+        self, retry: RetryPolicy | None, max_retries: int | None, rng: random.Random | None
+    ) -> NodeRetrier:
+        """One run's attempts: the mesh's retry policy unless the run gives its own."""
+        if retry is None and max_retries is None:
+            policy = self.retry
+        else:
+            policy = _retry_policy(retry, max_retries)
+        actors = self._actors
+        wait_s = policy.restart_timeout_s or self.start_timeout_s
+
+        async def recover(agent: str) -> None:
+            await recover_agent(actors, agent, timeout_s=wait_s)
+
+        return NodeRetrier(
+            policy, breakers=self.breakers, rng=rng, cancel=self._ready().cancel, recover=recover
         )
 
     def _durable(self) -> DurableRuns:

@@ -60,6 +60,8 @@ class PlanStep(BaseModel):
     tools: list[ToolGrant] | None = None
     """The tools this node may call, with argument constraints where the goal fixes them
     (plan-locked least privilege); None: not plan-locked (only the policy's grants apply)."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """This node's time limit per attempt (None: the run's RetryPolicy.timeout_s)."""
 
     def upstream(self) -> set[str]:
         return {ref.split(".", 1)[0] for ref in self.inputs.values()}

@@ -25,6 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.effect_ledger import RunLedger
 from agentmesh._private.idempotency import RUN_NODE, IdempotencyScope
+from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.router import await_ray
 from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import ConfigError, RunFinishedError, UserError
@@ -132,7 +133,7 @@ class DurableRuns:
         send: Send,
         *,
         run_id: str,
-        max_retries: int,
+        retrier: NodeRetrier,
         security: Sequence[ActorHandle],
     ) -> RunResult:
         """Store the new run (every node pending), then execute it checkpointed."""
@@ -148,7 +149,7 @@ class DurableRuns:
             nodes=[NodeCheckpoint(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps],
         )
         await asyncio.to_thread(self.store.create_run, info)
-        return await self._execute(plan, graph, send, run_id, max_retries, security, kept=[])
+        return await self._execute(plan, graph, send, run_id, retrier, security, kept=[])
 
     async def resume(
         self,
@@ -156,7 +157,7 @@ class DurableRuns:
         catalog: Sequence[SkillInfo],
         send: Send,
         *,
-        max_retries: int,
+        retrier: NodeRetrier,
         security: Sequence[ActorHandle],
     ) -> RunResult:
         """Run what a stored run has not done: every node that did not succeed.
@@ -177,7 +178,7 @@ class DurableRuns:
             if step.id not in done:
                 fresh = NodeCheckpoint(step_id=step.id, agent=step.agent, skill=step.skill)
                 await asyncio.to_thread(self.store.save_node, run_id, fresh)
-        return await self._execute(info.plan, graph, send, run_id, max_retries, security, kept)
+        return await self._execute(info.plan, graph, send, run_id, retrier, security, kept)
 
     async def _execute(
         self,
@@ -185,7 +186,7 @@ class DurableRuns:
         graph: nx.DiGraph,
         send: Send,
         run_id: str,
-        max_retries: int,
+        retrier: NodeRetrier,
         security: Sequence[ActorHandle],
         kept: list[NodeRecord],
     ) -> RunResult:
@@ -195,7 +196,7 @@ class DurableRuns:
             graph,
             node_send(send, run_id, self.store),
             run_id=run_id,
-            max_retries=max_retries,
+            retrier=retrier,
             checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
             resumed=kept,
         )

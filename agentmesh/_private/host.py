@@ -21,6 +21,7 @@ from a2a.types import Message, StreamResponse, Task
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 
+from agentmesh._private import model_calls
 from agentmesh._private.grants import call_key, canonical
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.skill_invoke import CONTEXT_ID
@@ -28,7 +29,8 @@ from agentmesh._private.task_runner import TaskRunner
 from agentmesh._private.task_scope import SCOPE
 from agentmesh._private.tool_channel import ToolChannelClient
 from agentmesh.agent import Agent
-from agentmesh.errors import AgentMeshError, ApprovalRequired, UnknownModelError
+from agentmesh.breaker import BreakerPolicy, Breakers
+from agentmesh.errors import AgentUnavailableError, ApprovalRequired, UnknownModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import apply_event
@@ -109,7 +111,7 @@ class _HostContext:
     ) -> GenerateResponse:
         name = model or self._host.agent.model
         handle = self._host.models.get(name) if name else None
-        if handle is None:
+        if handle is None or name is None:
             raise UnknownModelError(
                 f"agent {self._host.name!r} asked for model {name!r}; the mesh has "
                 f"{sorted(self._host.models)}"
@@ -117,9 +119,7 @@ class _HostContext:
         request = GenerateRequest(
             prompt=prompt, system=system, max_tokens=max_tokens, stop=stop, json_schema=json_schema
         )
-        response: GenerateResponse = await await_ray(
-            handle.generate.remote(request), what=f"model {name!r}"
-        )
+        response = await model_calls.generate(handle, name, request, breakers=self._host.breakers)
         scope = SCOPE.get(None)  # a model's output is as trusted as what the task has read
         response.label = scope.label if scope is not None else None
         return response
@@ -145,10 +145,17 @@ class AgentHost:
     agent's calls to other agents, tools and models, run on the host's own event loop thread.
     """
 
-    def __init__(self, agent_cls: type[Agent], *, models: Mapping[str, ActorHandle]) -> None:
+    def __init__(
+        self,
+        agent_cls: type[Agent],
+        *,
+        models: Mapping[str, ActorHandle],
+        breaker: BreakerPolicy | None = None,
+    ) -> None:
         self.agent = agent_cls()
         self.name = agent_cls.name
         self.models = dict(models)
+        self.breakers = Breakers(breaker)  # one per model this agent calls
         self.directory: dict[str, Peer] = {}
         self.router = Router(self.name, self.directory, None)
         self.tools: ToolChannelClient | None = None
@@ -161,9 +168,13 @@ class AgentHost:
 
     @property
     def security(self) -> ActorHandle:
-        if self.router.security is None:
-            raise AgentMeshError(f"agent {self.name!r} has not joined its mesh yet")
+        if self.router.security is None:  # or Ray restarted it: the mesh joins it again
+            raise AgentUnavailableError(f"agent {self.name!r} has not joined its mesh yet")
         return self.router.security
+
+    def joined(self) -> bool:
+        """Whether the mesh has joined this agent (False after Ray restarted its actor)."""
+        return self.router.security is not None
 
     def node_id(self) -> str:
         """The Ray node this agent was placed on (its security actor runs there too)."""

@@ -28,6 +28,7 @@ from agentmesh._private.remote_host import spawn_remote_host
 from agentmesh._private.router import Peer, Router, await_ray, pool_member
 from agentmesh._private.security_actor import SecurityActor
 from agentmesh.agent import Agent
+from agentmesh.breaker import BreakerPolicy
 from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError, UnknownToolError
 from agentmesh.inference import ModelSpec
 from agentmesh.planner import SkillInfo
@@ -36,7 +37,7 @@ from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
 from agentmesh.tools import ToolLimits
 
-__all__ = ["MeshActors", "SecuritySetup"]
+__all__ = ["MeshActors", "SecuritySetup", "replica_name"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,16 @@ class MeshActors:
         self.models: dict[str, ActorHandle] = {}
         self.agents: dict[str, tuple[ActorHandle, ...]] = {}  # each agent's replicas
         self.groups: list[PlacementGroup] = []  # the pack placement groups, removed at close
-        self.nodes: dict[str, list[str]] = {}  # agent -> the node ids of its replicas
+        self.nodes: dict[str, list[str]] = {}  # agent -> its replicas' nodes, as last seen
         self.cards: dict[str, AgentCard] = {}
         self.tools: list[ToolInfo] = []
         self.router: Router | None = None
+        # kept to join an agent again after Ray restarted it (see ``join``)
+        self.setup: SecuritySetup | None = None
+        self.directory: dict[str, Peer] = {}
+        self.wants: dict[str, str] = {}  # replica -> what it asks of a node, for messages
+        self.remotes: list[str] = []
+        self._security_lock = asyncio.Lock()
 
     async def start(
         self,
@@ -77,9 +84,14 @@ class MeshActors:
         start_timeout_s: float,
         driver: str,
         replicas: Mapping[str, int],
+        max_restarts: int = 0,
+        breaker: BreakerPolicy | None = None,
     ) -> None:
         """Start every actor and join the agents; ``driver`` is the principal the router
-        speaks as (no agent may take its name); ``replicas`` overrides agents' own counts."""
+        speaks as (no agent may take its name); ``replicas`` overrides agents' own counts.
+        Ray restarts a dead agent ``max_restarts`` times; ``breaker`` is the policy of each
+        agent's per-model breakers."""
+        self.setup = security
         # The security actor of the driver's node first: a tool server that cannot start
         # fails the mesh before any agent exists.
         driver_node = str(ray.get_runtime_context().get_node_id())
@@ -87,13 +99,17 @@ class MeshActors:
         self.check_declared_tools(agent_classes)
         for name, spec in model_specs.items():
             self.models[name] = launch_model_service(name, spec)
-        wants: dict[str, str] = {}
+        wants = self.wants
         for cls in agent_classes:
             count = replicas.get(cls.name, cls.replicas)
-            self.agents[cls.name], group = spawn_agent(cls, self.models, count=count)
+            self.agents[cls.name], group = spawn_agent(
+                cls, self.models, count=count, max_restarts=max_restarts, breaker=breaker
+            )
             if group is not None:
                 self.groups.append(group)
-            wants |= dict.fromkeys(_names(cls.name, count), str(cls.resources.model_dump()))
+            wants |= {
+                replica_name(cls.name, i): str(cls.resources.model_dump()) for i in range(count)
+            }
         for remote in remote_agents:  # a refused card fails the start here
             name, _card, handle = await spawn_remote_host(remote)
             if name in self.agents or name == driver:
@@ -107,53 +123,73 @@ class MeshActors:
             {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in model_specs.items()},
             timeout_s=start_timeout_s,
         )
-        every = [  # (agent, replica's name, actor) for every replica of every agent
-            (name, replica, handle)
+        every = [  # (agent, replica's index, actor) for every replica of every agent
+            (name, i, handle)
             for name, handles in self.agents.items()
-            for replica, handle in zip(_names(name, len(handles)), handles, strict=True)
+            for i, handle in enumerate(handles)
         ]
         card_probes: dict[str, Awaitable[bytes]] = {
-            replica: await_ray(handle.card.remote(), what=f"agent {replica!r}")
-            for _, replica, handle in every
+            replica_name(name, i): await_ray(
+                h.card.remote(), what=f"agent {replica_name(name, i)!r}"
+            )
+            for name, i, h in every
         }
         raw_cards = await await_started(card_probes, wants, timeout_s=start_timeout_s)
         self.cards = {name: AgentCard.FromString(raw_cards[name]) for name in self.agents}
-        directory = {
+        self.directory = {
             name: Peer(handles, frozenset(s.id for s in self.cards[name].skills))
             for name, handles in self.agents.items()
         }
         nodes: list[str] = await asyncio.gather(
-            *(await_ray(h.node_id.remote(), what=replica) for _, replica, h in every)
+            *(await_ray(h.node_id.remote(), what=replica_name(n, i)) for n, i, h in every)
         )
         for (name, _, _), node in zip(every, nodes, strict=True):
             self.nodes.setdefault(name, []).append(node)
         for node in dict.fromkeys(nodes):  # one security actor (and tool sessions) per node
             await self.security_on(node, security)
         local = {cls.name for cls in agent_classes}
-        if remotes := [name for name in self.agents if name not in local]:
+        self.remotes = [name for name in self.agents if name not in local]
+        if remotes := self.remotes:
             await asyncio.gather(  # a message to a remote agent leaves the mesh: checked so
                 *(
                     await_ray(a.set_remote_agents.remote(remotes), what="security actor")
                     for a in self.security.values()
                 )
             )
-        guards = [  # a replica's traffic is its agent's: the same member, on its own node
-            (node, pool_member(name, security.pool))
-            for (name, _, _), node in zip(every, nodes, strict=True)
-        ]
         await asyncio.gather(
-            *(
-                await_ray(
-                    h.join.remote(directory, self.security[guard], self.channels[guard]), what=n
-                )
-                for (_, n, h), guard in zip(every, guards, strict=True)
-            )
+            *(self.join(name, i, node) for (name, i, _), node in zip(every, nodes, strict=True))
         )
         pool = [self.security[(driver_node, i)] for i in range(security.pool)]
-        self.router = Router(driver, directory, pool[0], pool=pool)
+        self.router = Router(driver, self.directory, pool[0], pool=pool)
+
+    async def join(self, name: str, replica: int, node: str) -> None:
+        """Join replica ``replica`` of agent ``name``, running on ``node``, to the mesh: the
+        directory, the security actor that guards it on its node (started first if that node
+        has none: an agent Ray restarted on another node) and that actor's tool socket. A
+        replica's traffic is its agent's: the same pool member, on its own node."""
+        assert self.setup is not None
+        await self.security_on(node, self.setup)
+        guard = (node, pool_member(name, self.setup.pool))
+        self.nodes[name][replica] = node
+        await await_ray(
+            self.agents[name][replica].join.remote(
+                self.directory, self.security[guard], self.channels[guard]
+            ),
+            what=f"agent {replica_name(name, replica)!r}",
+        )
+
+    def forget_node(self, node: str) -> None:
+        """Drop the security actors of a node that left the cluster (they died with it)."""
+        for key in [k for k in self.security if k[0] == node]:
+            self.security.pop(key)
+            self.channels.pop(key, None)
 
     async def security_on(self, node: str, security: SecuritySetup) -> None:
         """Start the security actors of ``node`` (once), each with its own MCP sessions."""
+        async with self._security_lock:
+            await self._security_on(node, security)
+
+    async def _security_on(self, node: str, security: SecuritySetup) -> None:
         if (node, 0) in self.security:
             return
         actor_cls = ray.remote(num_cpus=0)(SecurityActor).options(
@@ -182,6 +218,16 @@ class MeshActors:
         self.tools = self.tools or started[0][0]
         for member, (_tools, channel) in zip(members, started, strict=True):
             self.channels[(node, member)] = channel
+        if self.remotes:  # a node started after the mesh (an agent restarted there)
+            await asyncio.gather(
+                *(
+                    await_ray(
+                        self.security[(node, m)].set_remote_agents.remote(self.remotes),
+                        what="security actor",
+                    )
+                    for m in members
+                )
+            )
 
     def check_declared_tools(self, agent_classes: Sequence[type[Agent]]) -> None:
         """UnknownToolError for an agent that declares a tool no MCP server offers."""
@@ -237,6 +283,7 @@ class MeshActors:
         for group in self.groups:
             remove_group(group)
         self.agents.clear()
+        self.directory.clear()
         self.groups.clear()
         self.nodes.clear()
         self.models.clear()
@@ -244,6 +291,6 @@ class MeshActors:
         self.router = None
 
 
-def _names(agent: str, count: int) -> list[str]:
-    """How start-up messages name an agent's replicas: ``writer``, ``writer#1``, ..."""
-    return [agent] + [f"{agent}#{i}" for i in range(1, count)]
+def replica_name(agent: str, replica: int) -> str:
+    """How messages name an agent's replicas: ``writer``, ``writer#1``, ..."""
+    return f"{agent}#{replica}" if replica else agent

@@ -19,6 +19,7 @@ from agentmesh._private.host import AgentHost
 from agentmesh._private.placement import replica_options
 from agentmesh._private.router import await_ray
 from agentmesh.agent import Agent
+from agentmesh.breaker import BreakerPolicy
 from agentmesh.errors import (
     AgentUnavailableError,
     ConfigError,
@@ -83,18 +84,28 @@ def check_replicas(agents: Sequence[type[Agent]], replicas: Mapping[str, int]) -
 
 
 def spawn_agent(
-    cls: type[Agent], models: Mapping[str, ActorHandle], *, count: int = 1
+    cls: type[Agent],
+    models: Mapping[str, ActorHandle],
+    *,
+    count: int = 1,
+    max_restarts: int = 0,
+    breaker: BreakerPolicy | None = None,
 ) -> tuple[tuple[ActorHandle, ...], PlacementGroup | None]:
     """The actors of ``count`` replicas of one agent class, placed by the resources, labels and
-    strategy it declares, and the pack placement group holding them (None unless packed)."""
+    strategy it declares, and the pack placement group holding them (None unless packed).
+
+    Ray restarts a dead actor up to ``max_restarts`` times (on any node that fits, if its own
+    left); a call in flight when it died fails, and is never re-run by Ray itself
+    (``max_task_retries`` stays 0): the executor decides whether a node is retried.
+    """
     options, group = replica_options(cls.resources, count, prefix=f"agentmesh-{cls.name}")
     actor_cls = ray.remote(AgentHost)
     handles = tuple(
         cast(
             ActorHandle,
-            actor_cls.options(max_concurrency=MAX_CONCURRENCY, **opts).remote(
-                cls, models=dict(models)
-            ),
+            actor_cls.options(
+                max_concurrency=MAX_CONCURRENCY, max_restarts=max_restarts, **opts
+            ).remote(cls, models=dict(models), breaker=breaker),
         )
         for opts in options
     )

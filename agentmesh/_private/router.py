@@ -27,6 +27,7 @@ from agentmesh._private.task_scope import stamp_call
 from agentmesh._private.vet_batch import VetBatcher, VetCall
 from agentmesh.errors import (
     AgentMeshError,
+    AgentUnavailableError,
     SecurityDenied,
     UnknownAgentError,
     UnknownSkillError,
@@ -102,10 +103,13 @@ class Router:
         label: Label | None = None,
         grant: Sequence[ToolGrant] | None = None,
         idempotency: IdempotencyScope | None = None,
+        new_task_id: str | None = None,
     ) -> tuple[JsonValue, Task]:
         """Call ``agent.skill``; return its result and the A2A task that carried it.
 
-        With ``task_id``, answer that input-required task instead (``skill`` may be empty).
+        With ``task_id``, answer that input-required task instead (``skill`` may be empty);
+        ``new_task_id`` is the id a new task gets (default: a fresh one), so that the caller
+        can cancel it.
         ``label`` is the provenance of ``args`` (None: the sender's own input) and ``grant``
         the plan node's tools (None: not plan-locked); ``idempotency`` the run node the call
         works for (keys its tool calls); all ride in the message.
@@ -113,17 +117,17 @@ class Router:
         """
         sender = sender or self.sender
         replica = None
+        self._check_security()  # first: an agent not joined yet knows no peers either
         if task_id is not None:
             skill, replica = self._asked_task(agent, task_id, sender)
         peer = self.peer(agent, skill)
-        self._check_security()
         message: Message = a2a.skill_call_message(
             sender=sender,
             recipient=agent,
             skill=skill,
             args=args,
             context_id=context_id,
-            task_id=task_id or new_id(),
+            task_id=task_id or new_task_id or new_id(),
             continues=task_id is not None,
         )
         if label is not None or grant is not None or idempotency is not None:
@@ -217,7 +221,10 @@ class Router:
 
     def _check_security(self) -> None:
         if self.security is None and not self.pool and self.vet:
-            raise AgentMeshError(f"{self.sender!r} has no security actor yet: nothing is sent")
+            # an agent Ray restarted has not been joined again yet: retried once it is
+            raise AgentUnavailableError(
+                f"{self.sender!r} has no security actor yet: nothing is sent"
+            )
 
     def _sole_skill(self, agent: str) -> str:
         peer = self._agent(agent)
