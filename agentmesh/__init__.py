@@ -72,7 +72,7 @@ from agentmesh.errors import (
     UnknownToolError,
     UserError,
 )
-from agentmesh.executor import ErrorInfo, NodeRecord, NodeStatus, RunResult
+from agentmesh.executor import ErrorInfo, NodeRecord, NodeStatus, PlanRevision, RunResult
 from agentmesh.grants import (
     Effect,
     Equals,
@@ -99,7 +99,15 @@ from agentmesh.inference import (
 )
 from agentmesh.mcp_server import build_mcp_server, serve_mcp
 from agentmesh.mesh import USER, Mesh
-from agentmesh.planner import ModelPlanner, Plan, Planner, PlanStep, SkillInfo, TemplatePlanner
+from agentmesh.planner import (
+    ModelPlanner,
+    Plan,
+    Planner,
+    PlanStep,
+    Replanner,
+    SkillInfo,
+    TemplatePlanner,
+)
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
@@ -172,6 +180,7 @@ __all__ = [
     "OutputValidationError",
     "PlacementError",
     "Plan",
+    "PlanRevision",
     "PlanStep",
     "PlanValidationError",
     "Planner",
@@ -182,6 +191,7 @@ __all__ = [
     "RateLimited",
     "RemoteAgent",
     "RemoteAgentError",
+    "Replanner",
     "Resources",
     "RetryPolicy",
     "RunError",

@@ -30,7 +30,15 @@ from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
 from agentmesh.retry import GiveUp, RetryPolicy
 
-__all__ = ["Checkpoint", "ErrorInfo", "NodeRecord", "NodeStatus", "RunResult", "execute"]
+__all__ = [
+    "Checkpoint",
+    "ErrorInfo",
+    "NodeRecord",
+    "NodeStatus",
+    "PlanRevision",
+    "RunResult",
+    "execute",
+]
 
 Send = Callable[..., Awaitable[tuple[JsonValue, Task]]]
 
@@ -79,17 +87,29 @@ class NodeRecord(BaseModel):
         return self.ended_at - self.started_at
 
 
+class PlanRevision(BaseModel):
+    """A plan a run gave up on when a node failed for good, and how its nodes ended; the run
+    went on with the planner's revised plan (see :class:`~agentmesh.planner.Replanner`)."""
+
+    plan: Plan
+    nodes: list[NodeRecord]
+    revised_at: float
+
+
 class RunResult(BaseModel):
     """A finished run: the plan, every node's record, and the output step's result."""
 
     run_id: str
     goal: str
     plan: Plan
+    """The plan that ran last (the original, unless the run was re-planned)."""
     succeeded: bool
     output: JsonValue = None
     nodes: list[NodeRecord]
     started_at: float
     ended_at: float
+    revisions: list[PlanRevision] = Field(default_factory=list)
+    """The plans replaced by re-planning, oldest first, each with its nodes as they ended."""
 
     def node(self, step_id: str) -> NodeRecord:
         return next(n for n in self.nodes if n.step_id == step_id)

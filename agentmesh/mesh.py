@@ -23,11 +23,10 @@ from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import BaseModel, JsonValue
 from ray.actor import ActorHandle
 
-from agentmesh._private import mesh_security, model_calls
+from agentmesh._private import mesh_runs, mesh_security, model_calls
 from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.durable import DurableRuns, check_factory, check_run_id, open_store
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
-from agentmesh._private.mesh_recover import recover_agent
 from agentmesh._private.mesh_start import check_agents, check_models, check_replicas
 from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.policy_schema import Policy, load_policy
@@ -60,14 +59,6 @@ _NAMED_USER = re.compile(r"^user:[A-Za-z0-9._@-]{1,128}$")
 
 #: Mesh's default breaker policy (a module constant: a default argument is built once).
 DEFAULT_BREAKER = BreakerPolicy()
-
-
-def _retry_policy(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
-    if retry is not None and max_retries is not None:
-        raise ConfigError("give retry or max_retries, not both")
-    if max_retries is not None:
-        return RetryPolicy.from_max_retries(max_retries)
-    return retry or RetryPolicy()
 
 
 def _principal(principal: str) -> str:
@@ -153,7 +144,7 @@ class Mesh:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.address = address
         self.num_cpus = num_cpus
-        self.retry = _retry_policy(retry, max_retries)
+        self.retry = mesh_runs.retry_policy(retry, max_retries)
         self.breaker = breaker
         self.breakers = Breakers(breaker, clock=breaker_clock)
         """The driver's breakers: ``agent:<name>`` (plan nodes), ``model:<name>`` (generate)."""
@@ -341,28 +332,34 @@ class Mesh:
         max_retries: int | None = None,
         rng: random.Random | None = None,
         run_id: str | None = None,
+        max_replans: int = 1,
     ) -> RunResult:
         """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
 
         ``retry`` or ``max_retries`` replace the mesh's retry policy for this run; ``rng``
         draws the backoff jitter (seed it for a reproducible run). A dead agent is restarted
-        by Ray and joined again before its node is retried. The run is checkpointed in the run
-        store after every node, under ``run_id`` (default: a fresh one), so
-        :meth:`resume_run` can finish it if this process dies.
+        by Ray and joined again before its node is retried. When a node fails for good and
+        the planner is a :class:`~agentmesh.planner.Replanner`, it revises the plan for what
+        remains (at most ``max_replans`` times; each replaced plan is kept in
+        ``RunResult.revisions``). The run is checkpointed in the run store after every node,
+        under ``run_id`` (default: a fresh one), so :meth:`resume_run` can finish it if this
+        process dies.
         """
         router = self._ready()
-        run_id = check_run_id(run_id) if run_id is not None else None
+        run_id = check_run_id(run_id) if run_id is not None else mesh_runs.new_run_id()
         retrier = self._retrier(retry, max_retries, rng)
         catalog = self.catalog()
+        revise = mesh_runs.PlannerRevise.of(planner, catalog, self.generate, max_replans)
         plan = await planner.plan(goal, catalog, self.generate)
         graph = validate_plan(plan, catalog)
         return await self._durable().start(
             plan,
             graph,
             router.send,
-            run_id=run_id or f"run-{int(time.time())}-{uuid.uuid4().hex[:6]}",
+            run_id=run_id,
             retrier=retrier,
             security=list(self._actors.security.values()),
+            revise=revise,
         )
 
     async def resume_run(
@@ -372,11 +369,15 @@ class Mesh:
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         rng: random.Random | None = None,
+        planner: Planner | None = None,
+        max_replans: int = 1,
     ) -> RunResult:
         """Finish a stored run (its driver died, or it failed): the stored plan is validated
         against this mesh's skills, succeeded nodes keep their outputs and labels, and every
         other node runs again; side-effecting tool calls already made are not repeated (their
-        recorded results come back). Raises RunFailedError if it fails again.
+        recorded results come back). With a re-planning ``planner``, a node that fails for
+        good is re-planned as in :meth:`run` (re-plans before the resume count). Raises
+        RunFailedError if it fails again.
 
         Raises:
             UnknownRunError: no run of that id in the run store.
@@ -384,12 +385,15 @@ class Mesh:
             PlanValidationError: the stored plan does not fit this mesh (nothing runs).
         """
         router = self._ready()
+        retrier = self._retrier(retry, max_retries, rng)
+        catalog = self.catalog()
         return await self._durable().resume(
             run_id,
-            self.catalog(),
+            catalog,
             router.send,
-            retrier=self._retrier(retry, max_retries, rng),
+            retrier=retrier,
             security=list(self._actors.security.values()),
+            revise=mesh_runs.PlannerRevise.of(planner, catalog, self.generate, max_replans),
         )
 
     def _retrier(
@@ -399,15 +403,14 @@ class Mesh:
         if retry is None and max_retries is None:
             policy = self.retry
         else:
-            policy = _retry_policy(retry, max_retries)
-        actors = self._actors
-        wait_s = policy.restart_timeout_s or self.start_timeout_s
-
-        async def recover(agent: str) -> None:
-            await recover_agent(actors, agent, timeout_s=wait_s)
-
-        return NodeRetrier(
-            policy, breakers=self.breakers, rng=rng, cancel=self._ready().cancel, recover=recover
+            policy = mesh_runs.retry_policy(retry, max_retries)
+        return mesh_runs.retrier(
+            policy,
+            actors=self._actors,
+            breakers=self.breakers,
+            cancel=self._ready().cancel,
+            rng=rng,
+            start_timeout_s=self.start_timeout_s,
         )
 
     def _durable(self) -> DurableRuns:

@@ -9,15 +9,15 @@ loop as structured output, :mod:`agentmesh._private.structured`).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jsonschema
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from agentmesh._private.replan import PLAN_FORMAT, replan_prompt, skills_text
 from agentmesh._private.structured import (
     Rejected,
     check_max_attempts,
@@ -28,11 +28,15 @@ from agentmesh.errors import OutputValidationError, PlanningError, PlanValidatio
 from agentmesh.grants import ToolGrant
 from agentmesh.inference import GenerateRequest, GenerateResponse
 
+if TYPE_CHECKING:  # the executor imports this module
+    from agentmesh.executor import RunResult
+
 __all__ = [
     "ModelPlanner",
     "Plan",
     "PlanStep",
     "Planner",
+    "Replanner",
     "SkillInfo",
     "TemplatePlanner",
     "validate_plan",
@@ -160,16 +164,43 @@ class Planner(Protocol):
     async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan: ...
 
 
-class TemplatePlanner:
-    """A plan declared in Python: ``build(goal)`` returns the Plan."""
+@runtime_checkable
+class Replanner(Protocol):
+    """A planner that can revise a plan after a node failed for good (retries spent).
 
-    def __init__(self, build: Callable[[str], Plan]) -> None:
+    ``failed`` is the run as it ended: its plan, every node's record (outputs of the succeeded
+    ones, errors of the failed ones). The revised plan is for what remains of the goal: a step
+    repeated exactly as it was (id, agent, skill, args, inputs) whose node succeeded, with all
+    its upstream steps kept too, is not run again. None: no revision, the run fails.
+    """
+
+    async def replan(
+        self, failed: RunResult, catalog: Sequence[SkillInfo], generate: Generate
+    ) -> Plan | None: ...
+
+
+class TemplatePlanner:
+    """A plan declared in Python: ``build(goal)`` returns the Plan; ``revise(failed)``, when
+    given, returns the revised plan after a node failed for good (None: give up)."""
+
+    def __init__(
+        self,
+        build: Callable[[str], Plan],
+        *,
+        revise: Callable[[RunResult], Plan | None] | None = None,
+    ) -> None:
         self.build = build
+        self.revise = revise
 
     async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan:
         plan = self.build(goal)
         validate_plan(plan, catalog)
         return plan
+
+    async def replan(
+        self, failed: RunResult, catalog: Sequence[SkillInfo], generate: Generate
+    ) -> Plan | None:
+        return self.revise(failed) if self.revise is not None else None
 
 
 class ModelPlanner:
@@ -186,19 +217,19 @@ class ModelPlanner:
         self.max_tokens = max_tokens
 
     def prompt(self, goal: str, catalog: Sequence[SkillInfo]) -> str:
-        skills = "\n".join(
-            f"- agent {s.agent!r}, skill {s.skill!r}: {s.description} "
-            f"input schema: {json.dumps(s.input_schema)}"
-            for s in catalog
-        )
-        return (
-            "Plan how to reach the goal with these skills. Answer with one JSON object "
-            '{"goal": str, "steps": [{"id", "agent", "skill", "args", "inputs"}], "output"}; '
-            "'inputs' maps a parameter to the id of the step whose result feeds it.\n"
-            f"Skills:\n{skills}\nGoal: {goal}\nJSON plan:"
-        )
+        return f"{PLAN_FORMAT}Skills:\n{skills_text(catalog)}\nGoal: {goal}\nJSON plan:"
 
     async def plan(self, goal: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan:
+        return await self._ask(self.prompt(goal, catalog), catalog, generate)
+
+    async def replan(
+        self, failed: RunResult, catalog: Sequence[SkillInfo], generate: Generate
+    ) -> Plan | None:
+        """Show the model the failed plan, what its nodes gave and why they failed, and ask
+        for a revised plan (validated and re-prompted like the first)."""
+        return await self._ask(replan_prompt(failed, skills_text(catalog)), catalog, generate)
+
+    async def _ask(self, prompt: str, catalog: Sequence[SkillInfo], generate: Generate) -> Plan:
         def parse(text: str) -> Plan:
             plan = parse_json(text, Plan)
             try:
@@ -208,7 +239,7 @@ class ModelPlanner:
             return plan
 
         request = GenerateRequest(
-            prompt=self.prompt(goal, catalog),
+            prompt=prompt,
             max_tokens=self.max_tokens,
             json_schema=Plan.model_json_schema(),
         )

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentmesh._private.tool_vetting import STATE_DIR_ENV
-from agentmesh.executor import NodeRecord, NodeStatus
+from agentmesh.executor import NodeRecord, NodeStatus, PlanRevision
 from agentmesh.planner import Plan
 from agentmesh.protocols.mcp import ToolResult
 
@@ -75,6 +75,8 @@ class RunInfo(BaseModel):
     """The ``module:function`` that builds the run's mesh (how ``agentmesh resume`` gets it)."""
     output: JsonValue = None
     nodes: list[NodeCheckpoint] = Field(default_factory=list)
+    revisions: list[PlanRevision] = Field(default_factory=list)
+    """The plans re-planning replaced, oldest first (``plan`` is the one in force)."""
 
     def node(self, step_id: str) -> NodeCheckpoint:
         return next(n for n in self.nodes if n.step_id == step_id)
@@ -135,6 +137,12 @@ class RunStore(Protocol):
 
     def set_state(self, run_id: str, state: RunState, *, output: JsonValue = None) -> None:
         """Set the run's state (and its output, once it succeeded)."""
+
+    def revise_plan(
+        self, run_id: str, plan: Plan, revision: PlanRevision, nodes: list[NodeCheckpoint]
+    ) -> None:
+        """At once: put ``plan`` in force (state running), append ``revision`` (the plan it
+        replaces, as it ended) and replace every node record with ``nodes``."""
 
     def get_run(self, run_id: str) -> RunInfo:
         """The run with every node; UnknownRunError if there is none."""

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import networkx as nx
 import ray
@@ -28,8 +28,22 @@ from agentmesh._private.idempotency import RUN_NODE, IdempotencyScope
 from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.router import await_ray
 from agentmesh._private.run_sqlite import SqliteRunStore
-from agentmesh.errors import ConfigError, RunFinishedError, UserError
-from agentmesh.executor import NodeRecord, NodeStatus, RunResult, Send, _resolve, execute
+from agentmesh.errors import (
+    AgentMeshError,
+    ConfigError,
+    RunFailedError,
+    RunFinishedError,
+    UserError,
+)
+from agentmesh.executor import (
+    NodeRecord,
+    NodeStatus,
+    PlanRevision,
+    RunResult,
+    Send,
+    _resolve,
+    execute,
+)
 from agentmesh.planner import Plan, SkillInfo, validate_plan
 from agentmesh.runs import NodeCheckpoint, RunInfo, RunState, RunStore
 
@@ -118,6 +132,45 @@ def node_send(send: Send, run_id: str, store: RunStore) -> Send:
     return stamped
 
 
+class Revise(Protocol):
+    """The mesh's re-planning for one run: the revised plan of a failed run, validated into
+    its DAG, or None (the planner has none); at most ``max_replans`` times a run."""
+
+    max_replans: int
+
+    async def __call__(self, failed: RunResult) -> tuple[Plan, nx.DiGraph] | None: ...
+
+
+def kept_after_revision(failed: RunResult, plan: Plan, graph: nx.DiGraph) -> list[NodeRecord]:
+    """The succeeded nodes of ``failed`` that ``plan`` repeats exactly (same step), with every
+    step upstream of them kept too: their outputs stand, and they are not run again."""
+    old = {s.id: s for s in failed.plan.steps}
+    records = {n.step_id: n for n in failed.nodes}
+    kept: dict[str, NodeRecord] = {}
+    for step_id in nx.topological_sort(graph):
+        step = graph.nodes[step_id]["step"]
+        record = records.get(step_id)
+        if (
+            old.get(step_id) == step
+            and record is not None
+            and record.status is NodeStatus.SUCCEEDED
+            and all(u in kept for u in step.upstream())
+        ):
+            kept[step_id] = record
+    return list(kept.values())
+
+
+def fresh_nodes(plan: Plan, kept: Sequence[NodeRecord]) -> list[NodeCheckpoint]:
+    """The stored nodes of a plan about to run: the kept ones as they are, the rest pending."""
+    done = {r.step_id: r for r in kept}
+    return [
+        NodeCheckpoint.model_validate(done[s.id].model_dump())
+        if s.id in done
+        else NodeCheckpoint(step_id=s.id, agent=s.agent, skill=s.skill)
+        for s in plan.steps
+    ]
+
+
 class DurableRuns:
     """The runs of one mesh: its store, factory and ledger actor."""
 
@@ -135,6 +188,7 @@ class DurableRuns:
         run_id: str,
         retrier: NodeRetrier,
         security: Sequence[ActorHandle],
+        revise: Revise | None = None,
     ) -> RunResult:
         """Store the new run (every node pending), then execute it checkpointed."""
         now = time.time()
@@ -149,7 +203,8 @@ class DurableRuns:
             nodes=[NodeCheckpoint(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps],
         )
         await asyncio.to_thread(self.store.create_run, info)
-        return await self._execute(plan, graph, send, run_id, retrier, security, kept=[])
+        await self._ensure_ledger(security)
+        return await self._execute(plan, graph, send, run_id, retrier, [], [], revise)
 
     async def resume(
         self,
@@ -159,6 +214,7 @@ class DurableRuns:
         *,
         retrier: NodeRetrier,
         security: Sequence[ActorHandle],
+        revise: Revise | None = None,
     ) -> RunResult:
         """Run what a stored run has not done: every node that did not succeed.
 
@@ -174,11 +230,13 @@ class DurableRuns:
         kept = [n.record() for n in info.nodes if n.status is NodeStatus.SUCCEEDED]
         done = {r.step_id for r in kept}
         await asyncio.to_thread(self.store.set_state, run_id, RunState.RUNNING)
-        for step in info.plan.steps:  # the rest starts again from pending
-            if step.id not in done:
-                fresh = NodeCheckpoint(step_id=step.id, agent=step.agent, skill=step.skill)
-                await asyncio.to_thread(self.store.save_node, run_id, fresh)
-        return await self._execute(info.plan, graph, send, run_id, retrier, security, kept)
+        for node in fresh_nodes(info.plan, kept):  # the rest starts again from pending
+            if node.step_id not in done:
+                await asyncio.to_thread(self.store.save_node, run_id, node)
+        await self._ensure_ledger(security)
+        return await self._execute(
+            info.plan, graph, send, run_id, retrier, kept, info.revisions, revise
+        )
 
     async def _execute(
         self,
@@ -187,19 +245,48 @@ class DurableRuns:
         send: Send,
         run_id: str,
         retrier: NodeRetrier,
-        security: Sequence[ActorHandle],
         kept: list[NodeRecord],
+        revisions: list[PlanRevision],
+        revise: Revise | None,
     ) -> RunResult:
-        await self._ensure_ledger(security)
-        return await execute(
-            plan,
-            graph,
-            node_send(send, run_id, self.store),
-            run_id=run_id,
-            retrier=retrier,
-            checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
-            resumed=kept,
-        )
+        """Execute checkpointed; when the run fails and ``revise`` gives a revised plan, store
+        it next to the one it replaces and go on with it (up to ``revise.max_replans``)."""
+        while True:
+            try:
+                result = await execute(
+                    plan,
+                    graph,
+                    node_send(send, run_id, self.store),
+                    run_id=run_id,
+                    retrier=retrier,
+                    checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
+                    resumed=kept,
+                )
+            except RunFailedError as failed:
+                assert failed.result is not None
+                failed.result.revisions = list(revisions)
+                if revise is None or len(revisions) >= revise.max_replans:
+                    raise
+                try:
+                    revised = await revise(failed.result)
+                except AgentMeshError as exc:
+                    raise RunFailedError(
+                        f"{failed}; re-planning failed: {exc}", result=failed.result
+                    ) from exc
+                if revised is None:
+                    raise
+                plan, graph = revised
+                kept = kept_after_revision(failed.result, plan, graph)
+                revision = PlanRevision(
+                    plan=failed.result.plan, nodes=failed.result.nodes, revised_at=time.time()
+                )
+                revisions = [*revisions, revision]
+                await asyncio.to_thread(
+                    self.store.revise_plan, run_id, plan, revision, fresh_nodes(plan, kept)
+                )
+                continue
+            result.revisions = list(revisions)
+            return result
 
     async def _ensure_ledger(self, security: Sequence[ActorHandle]) -> None:
         """Start the ledger actor on the driver's node (once) and give it to every security

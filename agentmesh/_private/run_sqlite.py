@@ -27,9 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from agentmesh.errors import RunStoreError, UnknownRunError
+from agentmesh.executor import PlanRevision
 from agentmesh.planner import Plan
 from agentmesh.protocols.mcp import ToolResult
 from agentmesh.runs import (
@@ -46,6 +47,7 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteRunStore"]
 #: ``PRAGMA application_id`` of an agentmesh run store ("AMRS").
 APPLICATION_ID: Final = 0x414D5253
 SCHEMA_VERSION: Final = 1
+_REVISIONS = TypeAdapter(list[PlanRevision])
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -55,6 +57,7 @@ CREATE TABLE runs (
     state TEXT NOT NULL,
     factory TEXT,
     output TEXT,
+    revisions TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -118,7 +121,7 @@ class SqliteRunStore:
             if taken:
                 raise RunStoreError(f"run id {run.run_id!r} is already in {self.location}")
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     run.goal,
@@ -126,6 +129,7 @@ class SqliteRunStore:
                     run.state.value,
                     run.factory,
                     json.dumps(run.output),
+                    _REVISIONS.dump_json(run.revisions).decode(),
                     run.created_at,
                     run.updated_at,
                 ),
@@ -148,6 +152,32 @@ class SqliteRunStore:
                 (state.value, json.dumps(output), run_id),
             )
 
+    def revise_plan(
+        self, run_id: str, plan: Plan, revision: PlanRevision, nodes: list[NodeCheckpoint]
+    ) -> None:
+        now = time.time()
+        with self._write() as db:
+            self._touch(db, run_id, now)
+            row = db.execute("SELECT revisions FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            try:
+                revisions = [*_REVISIONS.validate_json(row["revisions"]), revision]
+            except ValidationError as exc:
+                raise RunStoreError(
+                    f"run {run_id!r} in {self.location} is damaged: {exc}"
+                ) from None
+            db.execute(
+                "UPDATE runs SET plan = ?, revisions = ?, state = ? WHERE run_id = ?",
+                (
+                    plan.model_dump_json(),
+                    _REVISIONS.dump_json(revisions).decode(),
+                    RunState.RUNNING.value,
+                    run_id,
+                ),
+            )
+            db.execute("DELETE FROM nodes WHERE run_id = ?", (run_id,))
+            for node in nodes:
+                self._put_node(db, run_id, node, now)
+
     def get_run(self, run_id: str) -> RunInfo:
         with self._read() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -169,6 +199,7 @@ class SqliteRunStore:
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
                 nodes=[records[s.id] for s in plan.steps if s.id in records],
+                revisions=_REVISIONS.validate_json(row["revisions"]),
             )
         except (ValidationError, ValueError) as exc:
             raise RunStoreError(f"run {run_id!r} in {self.location} is damaged: {exc}") from None
