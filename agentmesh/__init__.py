@@ -36,6 +36,7 @@ from agentmesh.errors import (
     MessageBlocked,
     ModelError,
     ModelNotFoundError,
+    NoApprovalPendingError,
     NodeTimeoutError,
     OutputValidationError,
     PlacementError,
@@ -47,6 +48,7 @@ from agentmesh.errors import (
     RunError,
     RunFailedError,
     RunFinishedError,
+    RunPaused,
     RunStoreError,
     SandboxUnavailableError,
     ScriptExhaustedError,
@@ -72,7 +74,6 @@ from agentmesh.errors import (
     UnknownToolError,
     UserError,
 )
-from agentmesh.executor import ErrorInfo, NodeRecord, NodeStatus, PlanRevision, RunResult
 from agentmesh.grants import (
     Effect,
     Equals,
@@ -111,6 +112,14 @@ from agentmesh.planner import (
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
 from agentmesh.remote import RemoteAgent
+from agentmesh.results import (
+    ErrorInfo,
+    NodeApproval,
+    NodeRecord,
+    NodeStatus,
+    PlanRevision,
+    RunResult,
+)
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import LedgerEntry, NodeCheckpoint, RunInfo, RunState, RunStore, RunSummary
 from agentmesh.security import (
@@ -171,6 +180,8 @@ __all__ = [
     "ModelNotFoundError",
     "ModelPlanner",
     "ModelSpec",
+    "NoApprovalPendingError",
+    "NodeApproval",
     "NodeCheckpoint",
     "NodeRecord",
     "NodeStatus",
@@ -198,6 +209,7 @@ __all__ = [
     "RunFailedError",
     "RunFinishedError",
     "RunInfo",
+    "RunPaused",
     "RunResult",
     "RunState",
     "RunStore",

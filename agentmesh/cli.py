@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentmesh._private.cli_audit import audit_app
-from agentmesh._private.cli_runs import resume, runs
+from agentmesh._private.cli_runs import approve, resume, runs
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
 from agentmesh._private.decisions import Decision
@@ -29,6 +29,9 @@ app = typer.Typer(
 )
 # Piped output (CI logs, tests) gets 120 columns rather than rich's default 80.
 console = Console(width=None if sys.stdout.isatty() else 120)
+
+
+_STATUS_STYLES = {"succeeded": "green", "failed": "red", "skipped": "yellow", "waiting": "magenta"}
 
 
 def _dag_table(result: RunResult) -> Table:
@@ -47,7 +50,12 @@ def _dag_table(result: RunResult) -> Table:
     for node in result.nodes:
         start = "" if node.started_at is None else f"{node.started_at - result.started_at:.3f}"
         duration = "" if node.duration_s is None else f"{node.duration_s:.3f}"
-        style = {"succeeded": "green", "failed": "red", "skipped": "yellow"}.get(node.status, "")
+        style = {
+            "succeeded": "green",
+            "failed": "red",
+            "skipped": "yellow",
+            "waiting": "magenta",
+        }.get(node.status, "white")
         table.add_row(
             node.step_id,
             f"{node.agent}.{node.skill}",
@@ -152,6 +160,7 @@ app.add_typer(
 app.command()(serve)
 app.command()(runs)
 app.command()(resume)
+app.command()(approve)
 
 
 def main() -> None:

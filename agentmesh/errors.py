@@ -34,6 +34,7 @@ __all__ = [
     "MessageBlocked",
     "ModelError",
     "ModelNotFoundError",
+    "NoApprovalPendingError",
     "NodeTimeoutError",
     "OutputValidationError",
     "PlacementError",
@@ -45,6 +46,7 @@ __all__ = [
     "RunError",
     "RunFailedError",
     "RunFinishedError",
+    "RunPaused",
     "RunStoreError",
     "SandboxUnavailableError",
     "ScriptExhaustedError",
@@ -200,6 +202,8 @@ class InputRequired(UserError):
     in. Replying on that task (``Mesh.resume``, or an A2A message naming the task id) runs the
     skill again from the start, with its first arguments updated by the reply's; a reply that is
     a lone text part fills ``field`` (default: the skill's one required string parameter).
+    When the question asks a human to approve one tool call, ``tool`` names the tool and
+    ``approval`` is that exact call's key (the tool and a hash of its arguments).
     """
 
     def __init__(
@@ -210,6 +214,8 @@ class InputRequired(UserError):
         agent: str = "",
         skill: str = "",
         task_id: str = "",
+        tool: str | None = None,
+        approval: str | None = None,
     ) -> None:
         super().__init__(prompt)
         self.prompt = prompt
@@ -217,6 +223,8 @@ class InputRequired(UserError):
         self.agent = agent
         self.skill = skill
         self.task_id = task_id
+        self.tool = tool
+        self.approval = approval
 
 
 class UnknownTaskError(UserError):
@@ -252,6 +260,28 @@ class RunFinishedError(UserError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id!r} already succeeded; nothing to resume")
         self.run_id = run_id
+
+
+class RunPaused(UserError):
+    """A run waits for a human: some nodes ask for approval (the plan step's ``approval``, or
+    a tool call the policy wants approved) and nothing else can run until they are answered.
+    Not a failure: the run store holds it ``paused`` (it outlives this process); answer with
+    ``Mesh.approve_run(run_id, step_id, approve=...)`` or ``agentmesh approve``. ``result``
+    holds every node's record, the waiting ones with their question."""
+
+    def __init__(self, message: str, *, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class NoApprovalPendingError(UserError):
+    """That node of that run waits for no answer (it never asked, was answered, or the run
+    is not paused there)."""
+
+    def __init__(self, run_id: str, step_id: str) -> None:
+        super().__init__(f"step {step_id!r} of run {run_id!r} waits for no approval")
+        self.run_id = run_id
+        self.step_id = step_id
 
 
 class RunStoreError(UserError):

@@ -11,28 +11,37 @@ every node transition, so a durable run's store always holds where the run is (s
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from enum import StrEnum
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import networkx as nx
 from a2a.types import Task
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import JsonValue
 
+from agentmesh._private import run_approval
 from agentmesh._private.idempotency import RUN_NODE
 from agentmesh._private.node_retry import NodeRetrier
-from agentmesh.errors import RunFailedError, UserError
+from agentmesh._private.schedule import schedule
+from agentmesh.errors import InputRequired, RunFailedError, RunPaused, UserError
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
+from agentmesh.results import (
+    ErrorInfo,
+    NodeApproval,
+    NodeRecord,
+    NodeStatus,
+    PlanRevision,
+    RunResult,
+)
 from agentmesh.retry import GiveUp, RetryPolicy
 
 __all__ = [
     "Checkpoint",
     "ErrorInfo",
+    "NodeApproval",
     "NodeRecord",
     "NodeStatus",
     "PlanRevision",
@@ -41,78 +50,6 @@ __all__ = [
 ]
 
 Send = Callable[..., Awaitable[tuple[JsonValue, Task]]]
-
-
-class NodeStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class ErrorInfo(BaseModel):
-    type: str
-    message: str
-    attempt: int | None = None
-    """In ``NodeRecord.errors``: the attempt that failed (0: refused before any call)."""
-    retry_in_s: float | None = None
-    """In ``NodeRecord.errors``: the backoff before the next attempt (None: none followed)."""
-
-
-class NodeRecord(BaseModel):
-    """What happened to one step."""
-
-    step_id: str
-    agent: str
-    skill: str
-    status: NodeStatus = NodeStatus.PENDING
-    attempts: int = 0
-    started_at: float | None = None
-    ended_at: float | None = None
-    task_id: str | None = None
-    output: JsonValue = None
-    error: ErrorInfo | None = None
-    errors: list[ErrorInfo] = Field(default_factory=list)
-    """Every failed attempt's error, in order (kept when a retry succeeds)."""
-    gave_up: GiveUp | None = None
-    """Why the retries stopped, when the node failed (see :data:`agentmesh.retry.GiveUp`)."""
-    label: Label | None = None
-    """The provenance of ``output`` (untrusted if the node read untrusted data)."""
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
-
-
-class PlanRevision(BaseModel):
-    """A plan a run gave up on when a node failed for good, and how its nodes ended; the run
-    went on with the planner's revised plan (see :class:`~agentmesh.planner.Replanner`)."""
-
-    plan: Plan
-    nodes: list[NodeRecord]
-    revised_at: float
-
-
-class RunResult(BaseModel):
-    """A finished run: the plan, every node's record, and the output step's result."""
-
-    run_id: str
-    goal: str
-    plan: Plan
-    """The plan that ran last (the original, unless the run was re-planned)."""
-    succeeded: bool
-    output: JsonValue = None
-    nodes: list[NodeRecord]
-    started_at: float
-    ended_at: float
-    revisions: list[PlanRevision] = Field(default_factory=list)
-    """The plans replaced by re-planning, oldest first, each with its nodes as they ended."""
-
-    def node(self, step_id: str) -> NodeRecord:
-        return next(n for n in self.nodes if n.step_id == step_id)
 
 
 class Checkpoint(Protocol):
@@ -129,53 +66,6 @@ class Checkpoint(Protocol):
 
 async def _no_checkpoint(record: NodeRecord) -> None:
     return None
-
-
-async def _schedule(
-    graph: nx.DiGraph,
-    records: dict[str, NodeRecord],
-    run_node: Callable[[PlanStep], Coroutine[Any, Any, None]],
-    save: Callable[[NodeRecord], Awaitable[None]],
-) -> None:
-    """Run every node once all its predecessors succeeded; skip the descendants of a failure.
-
-    Nodes that come in already succeeded (kept from an earlier run of the plan) count as
-    finished and are not run again; every skip is saved (``save``) like any other transition.
-
-    Event-driven (a count of unfinished predecessors per node, a queue of finished nodes), so
-    a DAG of n nodes costs O(n + edges) to schedule, not a scan of the graph per finished node.
-    """
-    waiting = {n: graph.in_degree(n) for n in graph}
-    finished: asyncio.Queue[str] = asyncio.Queue()
-    running: dict[str, asyncio.Task[None]] = {}
-
-    def start(node: str) -> None:
-        task = asyncio.create_task(run_node(graph.nodes[node]["step"]))
-        task.add_done_callback(lambda _: finished.put_nowait(node))
-        running[node] = task
-
-    order = list(nx.topological_sort(graph))  # plan order among the first ready nodes
-    for node in order:
-        if records[node].status is NodeStatus.SUCCEEDED:
-            for succ in graph.successors(node):
-                waiting[succ] -= 1
-    for node in order:
-        if waiting[node] == 0 and records[node].status is NodeStatus.PENDING:
-            start(node)
-    while running:
-        node = await finished.get()
-        running.pop(node).result()  # run_node records errors itself; this surfaces only bugs
-        if records[node].status is NodeStatus.SUCCEEDED:
-            for succ in graph.successors(node):
-                waiting[succ] -= 1
-                if waiting[succ] == 0:
-                    start(succ)
-            continue
-        for later in nx.descendants(graph, node):
-            if records[later].status is NodeStatus.PENDING:
-                records[later].status = NodeStatus.SKIPPED
-                records[later].error = ErrorInfo(type="Skipped", message="an upstream step failed")
-                await save(records[later])
 
 
 def _resolve(ref: str, outputs: dict[str, JsonValue]) -> JsonValue:
@@ -209,9 +99,11 @@ async def execute(
     agent that keeps failing fast, the cancel of a timed-out task and the recovery of a dead
     agent (see :mod:`agentmesh._private.node_retry`). A user error or a security denial is never
     retried: it would fail again.
-    ``checkpoint`` hears of every node transition and of the end; ``resumed`` are the
-    succeeded nodes of an earlier run of this plan, kept as they are (outputs and labels flow
-    downstream) and not run again.
+    ``checkpoint`` hears of every node transition and of the end; ``resumed`` are records of
+    an earlier run of this plan: the succeeded ones are kept as they are (outputs and labels
+    flow downstream) and not run again; any other runs again with its approvals (answered or
+    not: see :func:`~agentmesh._private.run_approval.gate`). Raises RunFailedError if a node
+    failed, else RunPaused if a node waits for a human.
     """
     run_id = run_id or uuid.uuid4().hex
     retrier = retrier or NodeRetrier(RetryPolicy.from_max_retries(max_retries))
@@ -219,6 +111,9 @@ async def execute(
     outputs: dict[str, JsonValue] = {}
     labels: dict[str, Label] = {}
     for kept in resumed:
+        if kept.status is not NodeStatus.SUCCEEDED:
+            records[kept.step_id].approvals = list(kept.approvals)
+            continue
         records[kept.step_id] = kept
         outputs[kept.step_id] = kept.output
         labels[kept.step_id] = kept.label or Label.unknown(f"agent:{kept.agent}")
@@ -228,6 +123,9 @@ async def execute(
     async def run_node(step: PlanStep) -> None:
         record = records[step.id]
         record.status = NodeStatus.RUNNING
+        approved = run_approval.gate(step, record)
+        if approved is None:  # waits for an answer, or was denied
+            return
 
         async def attempt(task_id: str) -> tuple[JsonValue, Task]:
             record.attempts += 1
@@ -245,6 +143,7 @@ async def execute(
                 label=label,
                 grant=step.tools,
                 new_task_id=task_id,
+                approvals=approved,
             )
 
         def failed(exc: BaseException, retry_in_s: float | None, gave_up: GiveUp | None) -> None:
@@ -258,6 +157,9 @@ async def execute(
 
         try:
             output, task = await retrier.run(step, attempt, failed)
+        except InputRequired as asked:
+            run_approval.ask(record, asked)  # waits if it asks for an approval, else fails
+            return
         except Exception:  # recorded on the node by `failed`, never lost with the task
             record.status = NodeStatus.FAILED
             return
@@ -280,7 +182,7 @@ async def execute(
         await run_node(step)
         await save(records[step.id])
 
-    await _schedule(graph, records, run_saved, save)
+    await schedule(graph, records, run_saved, save)
 
     sinks = [n for n in nx.topological_sort(graph) if graph.out_degree(n) == 0]
     output_step = plan.output or sinks[-1]
@@ -296,6 +198,8 @@ async def execute(
     )
     if checkpoint is not None:
         await checkpoint.finish(result)
+    if result.paused:
+        raise RunPaused(run_approval.paused_message(result), result=result)
     if not result.succeeded:
         failed = "; ".join(
             f"{r.step_id} ({r.error.type}: {r.error.message})"

@@ -396,6 +396,29 @@ class Mesh:
             revise=mesh_runs.PlannerRevise.of(planner, catalog, self.generate, max_replans),
         )
 
+    async def approve_run(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        approve: bool,
+        by: str = USER,
+        planner: Planner | None = None,
+        max_replans: int = 1,
+    ) -> RunResult:
+        """Answer what node ``step_id`` of a paused run asks (the run may have been started by
+        another process, since gone), then resume the run: a yes runs the node again with its
+        question approved, a no fails it with ApprovalDenied (its descendants are skipped and
+        nothing is re-planned). Raises RunPaused again while other nodes still wait.
+
+        Raises:
+            NoApprovalPendingError: that node waits for no answer.
+            UnknownRunError: no such run in the run store.
+        """
+        self._ready()
+        await self._durable().answer(run_id, step_id, approve=approve, by=_principal(by))
+        return await self.resume_run(run_id, planner=planner, max_replans=max_replans)
+
     def _retrier(
         self, retry: RetryPolicy | None, max_retries: int | None, rng: random.Random | None
     ) -> NodeRetrier:

@@ -29,7 +29,7 @@ from agentmesh.grants import ToolGrant
 from agentmesh.inference import GenerateRequest, GenerateResponse
 
 if TYPE_CHECKING:  # the executor imports this module
-    from agentmesh.executor import RunResult
+    from agentmesh.results import RunResult
 
 __all__ = [
     "ModelPlanner",
@@ -66,6 +66,9 @@ class PlanStep(BaseModel):
     (plan-locked least privilege); None: not plan-locked (only the policy's grants apply)."""
     timeout_s: float | None = Field(default=None, gt=0)
     """This node's time limit per attempt (None: the run's RetryPolicy.timeout_s)."""
+    approval: str | None = Field(default=None, min_length=1)
+    """A question a human must answer yes to before this node runs (the run pauses until
+    then; see ``Mesh.approve_run``). None: the node runs when its inputs are ready."""
 
     def upstream(self) -> set[str]:
         return {ref.split(".", 1)[0] for ref in self.inputs.values()}

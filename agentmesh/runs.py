@@ -25,9 +25,9 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentmesh._private.tool_vetting import STATE_DIR_ENV
-from agentmesh.executor import NodeRecord, NodeStatus, PlanRevision
 from agentmesh.planner import Plan
 from agentmesh.protocols.mcp import ToolResult
+from agentmesh.results import NodeRecord, NodeStatus, PlanRevision
 
 __all__ = [
     "LedgerEntry",
@@ -41,9 +41,11 @@ __all__ = [
 
 
 class RunState(StrEnum):
-    """Where a run stands. ``running`` also covers a run whose driver died: resume it."""
+    """Where a run stands. ``running`` also covers a run whose driver died: resume it.
+    ``paused``: nodes wait for a human's approval (``agentmesh approve``)."""
 
     RUNNING = "running"
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 

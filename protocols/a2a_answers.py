@@ -159,6 +159,8 @@ def task_result(task: Task, *, agent: str = "") -> JsonValue:
             agent=agent,
             skill=str(ask.get("skill") or ""),
             task_id=task.id,
+            tool=ask.get("tool"),
+            approval=ask.get("approval"),
         )
     if state == TaskState.TASK_STATE_CANCELED:
         raise errors.TaskCanceledError(task.id, agent=agent)

@@ -235,6 +235,8 @@ def error_message(context_id: str, task_id: str, error: BaseException) -> Messag
 def input_message(context_id: str, task_id: str, request: errors.InputRequired) -> Message:
     """An input-required task's status message: the skill's question, and what fills it."""
     detail = {"prompt": request.prompt, "field": request.field, "skill": request.skill}
+    if request.approval is not None:  # the exact call a human is asked to approve
+        detail |= {"tool": request.tool, "approval": request.approval}
     return _agent_message(context_id, task_id, request.prompt, {"input": detail})
 
 

@@ -3,7 +3,9 @@
 ``build_mesh`` is also the mesh factory a run records (``tests.durable_mesh:build_mesh``), so
 ``agentmesh resume`` in another process rebuilds the same mesh; it reads the effect log's
 folder from ``$AGENTMESH_TEST_EFFECTS``. Run as ``python -m tests.durable_mesh RUN_ID GATE``
-it runs :func:`chain_plan` as a driver a test can kill.
+it runs :func:`chain_plan` as a driver a test can kill; as ``python -m tests.durable_mesh
+--pause RUN_ID`` it runs :func:`approval_plan` (mesh :func:`build_approval_mesh`) until the
+run pauses, and exits.
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from agentmesh import Agent, Mesh, Plan, PlanStep, Policy, Resources, StdioServer, skill
+from agentmesh import (
+    Agent,
+    Mesh,
+    Plan,
+    PlanStep,
+    Policy,
+    Resources,
+    RunPaused,
+    StdioServer,
+    skill,
+)
 from agentmesh.planner import TemplatePlanner
 from agentmesh.protocols.mcp import Sandbox
 
@@ -34,9 +46,24 @@ tool_labels:
   effects.record: {result_trust: trusted}
   effects.peek: {effect: read-only, result_trust: trusted}
 """)
+#: The same, except that effects on untrusted data need a human's approval, and the peek
+#: tool's result is untrusted (the outside world's words), so a node fed by it is too.
+APPROVAL_POLICY = Policy.from_yaml("""
+name: durable-approval
+description: The durable policy, with approvals.
+default: block
+messages:
+  - {from: [user], to: ["*"]}
+tools:
+  worker: ["effects.*"]
+tool_labels:
+  effects.record: {result_trust: trusted, untrusted_arguments: approve}
+  effects.peek: {effect: read-only}
+""")
 SERVER = str(Path(__file__).parent / "servers" / "effects_server.py")
 EFFECTS_ENV = "AGENTMESH_TEST_EFFECTS"
 FACTORY = "tests.durable_mesh:build_mesh"
+APPROVAL_FACTORY = "tests.durable_mesh:build_approval_mesh"
 
 
 class Worker(Agent):
@@ -116,6 +143,44 @@ def build_mesh() -> Mesh:
     )
 
 
+def build_approval_mesh() -> Mesh:
+    """The test mesh with approvals (the factory approval runs record)."""
+    return Mesh(
+        [Worker],
+        tools=[effects_server(os.environ[EFFECTS_ENV])],
+        policy=APPROVAL_POLICY,
+        num_cpus=2,
+        factory=APPROVAL_FACTORY,
+    )
+
+
+def approval_plan(goal: str) -> Plan:
+    """a; then b, which asks a human first; then c (fed by b); d beside them, fed untrusted
+    input (peek), so its effect waits for approval. Effects are named ``<goal>-<step>``."""
+
+    def act(step: str, after: str | None = None, approval: str | None = None) -> PlanStep:
+        return PlanStep(
+            id=step,
+            agent="worker",
+            skill="act",
+            args={"entry": f"{goal}-{step}"},
+            inputs={"after": after} if after else {},
+            approval=approval,
+        )
+
+    return Plan(
+        goal=goal,
+        steps=[
+            act("a"),
+            act("b", after="a", approval="Ship b?"),
+            act("c", after="b"),
+            PlanStep(id="p", agent="worker", skill="peek", args={"entry": f"{goal}-p"}),
+            act("d", after="p"),
+        ],
+        output="c",
+    )
+
+
 def effects(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Every effect the server made, in order."""
     path = Path(folder) / "effects.log"
@@ -147,5 +212,17 @@ async def _main(run_id: str, gate: str) -> None:
         print(json.dumps(result.output))
 
 
+async def _pause(run_id: str) -> None:
+    """Run the approval plan until it pauses, and exit (the driver is gone while it waits)."""
+    async with build_approval_mesh() as mesh:
+        try:
+            await mesh.run("approve", planner=TemplatePlanner(approval_plan), run_id=run_id)
+        except RunPaused as paused:
+            print(f"paused: {paused}")
+
+
 if __name__ == "__main__":
-    asyncio.run(_main(sys.argv[1], sys.argv[2]))
+    if sys.argv[1] == "--pause":
+        asyncio.run(_pause(sys.argv[2]))
+    else:
+        asyncio.run(_main(sys.argv[1], sys.argv[2]))

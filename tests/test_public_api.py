@@ -20,8 +20,11 @@ PUBLIC = {
     "check_tool_call",
     # durable runs: the run store, its records, and their errors
     "LedgerEntry",
+    "NodeApproval",
+    "NoApprovalPendingError",
     "NodeCheckpoint",
     "RunFinishedError",
+    "RunPaused",
     "RunInfo",
     "RunState",
     "RunStore",

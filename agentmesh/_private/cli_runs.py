@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -25,12 +26,18 @@ from rich.table import Table
 
 from agentmesh._private.durable import check_factory
 from agentmesh._private.run_sqlite import SqliteRunStore
-from agentmesh.errors import AgentMeshError, ConfigError, RunFailedError, RunFinishedError
-from agentmesh.executor import RunResult
+from agentmesh.errors import (
+    AgentMeshError,
+    ConfigError,
+    RunFailedError,
+    RunFinishedError,
+    RunPaused,
+)
 from agentmesh.mesh import Mesh
+from agentmesh.results import RunResult
 from agentmesh.runs import RunState, RunSummary
 
-__all__ = ["build_mesh", "resume", "runs"]
+__all__ = ["approve", "build_mesh", "resume", "runs"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -57,7 +64,12 @@ def _runs_table(summaries: list[RunSummary]) -> Table:
     table = Table(title="Runs")
     for column in ("run", "state", "goal", "nodes done", "created", "updated"):
         table.add_column(column, overflow="fold")
-    styles = {RunState.SUCCEEDED: "green", RunState.FAILED: "red", RunState.RUNNING: "yellow"}
+    styles = {
+        RunState.SUCCEEDED: "green",
+        RunState.FAILED: "red",
+        RunState.RUNNING: "yellow",
+        RunState.PAUSED: "magenta",
+    }
     for s in summaries:
         style = styles[s.state]
         goal = s.goal if len(s.goal) <= 60 else s.goal[:57] + "..."
@@ -111,48 +123,52 @@ def build_mesh(factory: str) -> Mesh:
     return mesh
 
 
-async def _resume(mesh: Mesh, run_id: str, max_retries: int | None) -> RunResult:
-    async with mesh:
-        return await mesh.resume_run(run_id, max_retries=max_retries)
+#: The exit status of ``resume`` and ``approve`` when the run is paused again (not a failure).
+PAUSED_EXIT = 3
+
+MeshOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mesh",
+        help="package.module:function building the run's mesh (default: the factory the "
+        "run recorded).",
+    ),
+]
 
 
-def resume(
-    run_id: Annotated[str, typer.Argument(help="The run to finish (see `agentmesh runs`).")],
-    store: StoreOption = None,
-    mesh: Annotated[
-        str | None,
-        typer.Option(
-            "--mesh",
-            help="package.module:function building the run's mesh (default: the factory the "
-            "run recorded).",
-        ),
-    ] = None,
-    max_retries: Annotated[
-        int | None, typer.Option(help="Re-runs of a node after a run failure.")
-    ] = None,
-) -> None:
-    """Finish a run that was cut off or that failed.
+def _open_mesh(run_id: str, store: Path | None, mesh: str | None) -> Mesh:
+    """The run's mesh (its recorded factory, or ``--mesh``) on ``--store`` if given; the run
+    is looked up first, so a wrong id or a finished run fails before any Ray starts."""
+    factory = mesh
+    if store is not None or mesh is None:
+        info = SqliteRunStore(store).get_run(run_id)
+        if info.state is RunState.SUCCEEDED:
+            raise RunFinishedError(run_id)
+        factory = mesh or info.factory
+    if factory is None:
+        raise ConfigError(
+            f"run {run_id!r} records no mesh factory: pass --mesh package.module:function"
+        )
+    the_mesh = build_mesh(factory)
+    if store is not None:
+        the_mesh.run_store = SqliteRunStore(store)
+    return the_mesh
 
-    Nodes that succeeded keep their outputs; the rest run again, and side-effecting tool calls
-    already made are not repeated (their recorded results come back).
-    """
+
+def _finish(work: Callable[[Mesh], Awaitable[RunResult]], the_mesh: Mesh) -> None:
+    """Run ``work`` on the started mesh and show how the run ended."""
     from agentmesh.cli import _dag_table  # the cli module registers these commands
 
+    async def main() -> RunResult:
+        async with the_mesh:
+            return await work(the_mesh)
+
     try:
-        factory = mesh
-        if store is not None or mesh is None:
-            info = SqliteRunStore(store).get_run(run_id)  # fail fast, before any Ray starts
-            if info.state is RunState.SUCCEEDED:
-                raise RunFinishedError(run_id)
-            factory = mesh or info.factory
-        if factory is None:
-            raise ConfigError(
-                f"run {run_id!r} records no mesh factory: pass --mesh package.module:function"
-            )
-        the_mesh = build_mesh(factory)
-        if store is not None:
-            the_mesh.run_store = SqliteRunStore(store)
-        result = asyncio.run(_resume(the_mesh, run_id, max_retries))
+        result = asyncio.run(main())
+    except RunPaused as exc:
+        console.print(_dag_table(exc.result))
+        console.print(f"[magenta]paused:[/magenta] {exc}", highlight=False)
+        raise typer.Exit(PAUSED_EXIT) from None
     except RunFailedError as exc:
         console.print(_dag_table(exc.result))
         raise _fail(exc) from None
@@ -161,3 +177,43 @@ def resume(
     console.print(_dag_table(result))
     console.rule("Result")
     console.print_json(json.dumps(result.output))
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to finish (see `agentmesh runs`).")],
+    store: StoreOption = None,
+    mesh: MeshOption = None,
+    max_retries: Annotated[
+        int | None, typer.Option(help="Re-runs of a node after a run failure.")
+    ] = None,
+) -> None:
+    """Finish a run that was cut off or that failed.
+
+    Nodes that succeeded keep their outputs; the rest run again, and side-effecting tool calls
+    already made are not repeated (their recorded results come back). Exits 3 if the run
+    pauses (a step waits for approval: agentmesh approve).
+    """
+    try:
+        the_mesh = _open_mesh(run_id, store, mesh)
+    except AgentMeshError as exc:
+        raise _fail(exc) from None
+    _finish(lambda m: m.resume_run(run_id, max_retries=max_retries), the_mesh)
+
+
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The paused run (see `agentmesh runs`).")],
+    step: Annotated[str, typer.Argument(help="The step whose question to answer.")],
+    deny: Annotated[bool, typer.Option("--deny", help="Answer no: the step fails.")] = False,
+    store: StoreOption = None,
+    mesh: MeshOption = None,
+) -> None:
+    """Answer a paused run's approval question, then resume the run.
+
+    Yes (the default) runs the step again with its question approved; --deny fails it with
+    ApprovalDenied. Exits 3 if the run pauses again (another step waits).
+    """
+    try:
+        the_mesh = _open_mesh(run_id, store, mesh)
+    except AgentMeshError as exc:
+        raise _fail(exc) from None
+    _finish(lambda m: m.approve_run(run_id, step, approve=not deny), the_mesh)

@@ -31,6 +31,7 @@ from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import (
     AgentMeshError,
     ConfigError,
+    NoApprovalPendingError,
     RunFailedError,
     RunFinishedError,
     UserError,
@@ -110,7 +111,10 @@ class RunCheckpointer:
         await asyncio.to_thread(self.store.save_node, self.run_id, node)
 
     async def finish(self, result: RunResult) -> None:
-        state = RunState.SUCCEEDED if result.succeeded else RunState.FAILED
+        if result.succeeded:
+            state = RunState.SUCCEEDED
+        else:
+            state = RunState.PAUSED if result.paused else RunState.FAILED
         await asyncio.to_thread(self.store.set_state, self.run_id, state, output=result.output)
 
 
@@ -161,14 +165,19 @@ def kept_after_revision(failed: RunResult, plan: Plan, graph: nx.DiGraph) -> lis
 
 
 def fresh_nodes(plan: Plan, kept: Sequence[NodeRecord]) -> list[NodeCheckpoint]:
-    """The stored nodes of a plan about to run: the kept ones as they are, the rest pending."""
-    done = {r.step_id: r for r in kept}
-    return [
-        NodeCheckpoint.model_validate(done[s.id].model_dump())
-        if s.id in done
-        else NodeCheckpoint(step_id=s.id, agent=s.agent, skill=s.skill)
-        for s in plan.steps
-    ]
+    """The stored nodes of a plan about to run: the succeeded ones as they are, the rest
+    pending (with the approvals they asked for, answered or not)."""
+    records = {r.step_id: r for r in kept}
+    nodes = []
+    for step in plan.steps:
+        node = NodeCheckpoint(step_id=step.id, agent=step.agent, skill=step.skill)
+        record = records.get(step.id)
+        if record is not None and record.status is NodeStatus.SUCCEEDED:
+            node = NodeCheckpoint.model_validate(record.model_dump())
+        elif record is not None:
+            node.approvals = list(record.approvals)
+        nodes.append(node)
+    return nodes
 
 
 class DurableRuns:
@@ -227,16 +236,33 @@ class DurableRuns:
         if info.state is RunState.SUCCEEDED:
             raise RunFinishedError(run_id)
         graph = validate_plan(info.plan, catalog)
-        kept = [n.record() for n in info.nodes if n.status is NodeStatus.SUCCEEDED]
-        done = {r.step_id for r in kept}
+        # the succeeded nodes are kept; the rest run again, with their approvals
+        kept = [n.record() for n in info.nodes if n.status is NodeStatus.SUCCEEDED or n.approvals]
         await asyncio.to_thread(self.store.set_state, run_id, RunState.RUNNING)
         for node in fresh_nodes(info.plan, kept):  # the rest starts again from pending
-            if node.step_id not in done:
+            if node.status is not NodeStatus.SUCCEEDED:
                 await asyncio.to_thread(self.store.save_node, run_id, node)
         await self._ensure_ledger(security)
         return await self._execute(
             info.plan, graph, send, run_id, retrier, kept, info.revisions, revise
         )
+
+    async def answer(self, run_id: str, step_id: str, *, approve: bool, by: str) -> None:
+        """Store a human's answer to what node ``step_id`` of a paused run asks.
+
+        Raises:
+            UnknownRunError: no such run.
+            NoApprovalPendingError: that node waits for no answer.
+        """
+        info = await asyncio.to_thread(self.store.get_run, run_id)
+        node = next((n for n in info.nodes if n.step_id == step_id), None)
+        asked = [a for a in node.approvals if a.answer is None] if node is not None else []
+        if node is None or node.status is not NodeStatus.WAITING or not asked:
+            raise NoApprovalPendingError(run_id, step_id)
+        now = time.time()
+        for approval in asked:
+            approval.answer, approval.answered_by, approval.answered_at = approve, by, now
+        await asyncio.to_thread(self.store.save_node, run_id, node)
 
     async def _execute(
         self,
@@ -265,8 +291,12 @@ class DurableRuns:
             except RunFailedError as failed:
                 assert failed.result is not None
                 failed.result.revisions = list(revisions)
-                if revise is None or len(revisions) >= revise.max_replans:
-                    raise
+                denied = any(
+                    n.error is not None and n.error.type == "ApprovalDenied"
+                    for n in failed.result.nodes
+                )
+                if revise is None or denied or len(revisions) >= revise.max_replans:
+                    raise  # a human's no is not a failure to plan around
                 try:
                     revised = await revise(failed.result)
                 except AgentMeshError as exc:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the executor imports the planner, which imports this module
-    from agentmesh.executor import RunResult
     from agentmesh.planner import SkillInfo
+    from agentmesh.results import RunResult
 
 __all__ = ["PLAN_FORMAT", "replan_prompt", "skills_text"]
 

@@ -104,6 +104,7 @@ class Router:
         grant: Sequence[ToolGrant] | None = None,
         idempotency: IdempotencyScope | None = None,
         new_task_id: str | None = None,
+        approvals: Sequence[str] = (),
     ) -> tuple[JsonValue, Task]:
         """Call ``agent.skill``; return its result and the A2A task that carried it.
 
@@ -112,7 +113,8 @@ class Router:
         can cancel it.
         ``label`` is the provenance of ``args`` (None: the sender's own input) and ``grant``
         the plan node's tools (None: not plan-locked); ``idempotency`` the run node the call
-        works for (keys its tool calls); all ride in the message.
+        works for (keys its tool calls); ``approvals`` the exact tool calls a human approved
+        for it (only the driver's count); all ride in the message.
         Raises the callee's error typed; InputRequired when the task waits for input.
         """
         sender = sender or self.sender
@@ -130,8 +132,10 @@ class Router:
             task_id=task_id or new_task_id or new_id(),
             continues=task_id is not None,
         )
-        if label is not None or grant is not None or idempotency is not None:
-            stamp_call(message, label=label, grant=grant, idempotency=idempotency)
+        if label is not None or grant is not None or idempotency is not None or approvals:
+            stamp_call(
+                message, label=label, grant=grant, idempotency=idempotency, approvals=approvals
+            )
         await self._vet_request(sender, agent, skill, message)
         with peer.pick(replica) as (replica, handle):
             raw: bytes = await await_ray(

@@ -30,9 +30,9 @@ from typing import Final
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from agentmesh.errors import RunStoreError, UnknownRunError
-from agentmesh.executor import PlanRevision
 from agentmesh.planner import Plan
 from agentmesh.protocols.mcp import ToolResult
+from agentmesh.results import PlanRevision
 from agentmesh.runs import (
     LedgerEntry,
     NodeCheckpoint,

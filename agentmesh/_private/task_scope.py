@@ -38,6 +38,7 @@ __all__ = [
     "SCOPE",
     "TaskScope",
     "approval_question",
+    "read_approvals",
     "read_grant",
     "request_scope",
     "resumed_scope",
@@ -51,6 +52,8 @@ APPROVE_FIELD = "approve"
 _GRANT = "grant"
 _META = META_KEY
 _GRANTS = TypeAdapter(list[ToolGrant])
+_APPROVALS = "approvals"
+_KEYS = TypeAdapter(list[str])
 
 
 @dataclass
@@ -122,9 +125,11 @@ def stamp_call(
     label: Label | None,
     grant: Sequence[ToolGrant] | None,
     idempotency: IdempotencyScope | None = None,
+    approvals: Sequence[str] = (),
 ) -> None:
-    """Write the sender's label on a skill call's parts, the grant and the run node it works
-    for (see :mod:`agentmesh._private.idempotency`) in its metadata."""
+    """Write the sender's label on a skill call's parts, the grant, the run node it works
+    for (see :mod:`agentmesh._private.idempotency`) and the calls a human approved for it (a
+    paused run's node, run again after the answer) in its metadata."""
     if label is not None:
         for part in message.parts:
             set_part_label(part, label)
@@ -133,6 +138,20 @@ def stamp_call(
         message.metadata.fields[_META].struct_value.fields[_GRANT].string_value = payload
     if idempotency is not None:
         stamp_idempotency(message, idempotency)
+    if approvals:
+        meta = message.metadata.fields[_META].struct_value.fields[_APPROVALS]
+        meta.string_value = json.dumps(list(approvals))
+
+
+def read_approvals(message: Message) -> list[str]:
+    """The approved calls a skill call carries ([] if none or malformed)."""
+    fields = message.metadata.fields
+    if _META not in fields or _APPROVALS not in fields[_META].struct_value.fields:
+        return []
+    try:
+        return _KEYS.validate_json(fields[_META].struct_value.fields[_APPROVALS].string_value)
+    except ValidationError as exc:
+        raise UserError(f"the skill call carries malformed approvals: {exc}") from None
 
 
 def read_grant(message: Message) -> tuple[ToolGrant, ...] | None:
@@ -152,13 +171,20 @@ def read_grant(message: Message) -> tuple[ToolGrant, ...] | None:
 def request_scope(message: Message, sender: str) -> TaskScope:
     """The scope of a new task. A caller of the A2A gateway (``user:<name>``) is labelled as
     itself whatever its parts claim; the driver (``user``) and agents are believed, and an
-    unlabelled part is the driver's input, or untrusted when an agent sent it."""
+    unlabelled part is the driver's input, or untrusted when an agent sent it. Approvals are
+    the human's: only the driver's calls bring them (an agent's claim is ignored)."""
     if sender.startswith("user:"):
         label = Label.user(sender)
     else:
         fallback = Label.user(sender) if sender == "user" else Label.unknown(f"agent:{sender}")
         label = message_label(message) or fallback
-    return TaskScope(label=label, grant=read_grant(message), idempotency=read_idempotency(message))
+    approved = Counter(read_approvals(message)) if sender == "user" else Counter[str]()
+    return TaskScope(
+        label=label,
+        grant=read_grant(message),
+        granted=approved,
+        idempotency=read_idempotency(message),
+    )
 
 
 def resumed_scope(scope: TaskScope, message: Message, sender: str) -> TaskScope:
@@ -206,7 +232,7 @@ def approval_question(error: ApprovalRequired) -> InputRequired:
         f"Approve the call of tool {error.tool!r} with arguments {shown}? {why} "
         f"Answer {APPROVE_FIELD}=true or false."
     )
-    return InputRequired(prompt, field=APPROVE_FIELD)
+    return InputRequired(prompt, field=APPROVE_FIELD, tool=error.tool, approval=error.key)
 
 
 def stamp_result(part: Part, scope: TaskScope | None, agent: str) -> Part:
