@@ -151,7 +151,7 @@ def test_lexical_weights_pack_and_reject_bad_input() -> None:
 def test_lexical_channel_learns_a_phrase_with_the_mlp() -> None:
     """Rows whose embeddings say nothing (zeros): only the n-gram channel can tell the texts
     apart, and the jointly trained model does."""
-    import torch
+    torch = pytest.importorskip("torch")  # the torch extra (make test installs it)
 
     from agentmesh._private.train_detector import Rows, text_scores, train_mlp
 
