@@ -18,6 +18,7 @@ driver's node.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -134,8 +135,9 @@ class RunStore(Protocol):
     def create_run(self, run: RunInfo) -> None:
         """Store a new run (RunStoreError if its id is taken)."""
 
-    def save_node(self, run_id: str, node: NodeCheckpoint) -> None:
-        """Replace the stored record of one node and touch the run's ``updated_at``."""
+    def save_nodes(self, run_id: str, nodes: Sequence[NodeCheckpoint]) -> None:
+        """Replace the stored records of these nodes and touch the run's ``updated_at``, in one
+        transaction (the executor writes the transitions of many nodes at once)."""
 
     def set_state(self, run_id: str, state: RunState, *, output: JsonValue = None) -> None:
         """Set the run's state (and its output, once it succeeded)."""

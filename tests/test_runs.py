@@ -113,7 +113,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
     done = NodeCheckpoint(
         step_id="x", agent="a", skill="s", status=NodeStatus.SUCCEEDED, attempts=2, output=[1, 2]
     )
-    store.save_node("r1", done.model_copy(update={"inputs": {"n": 1}}))
+    store.save_nodes("r1", [done.model_copy(update={"inputs": {"n": 1}})])
     store.set_state("r1", RunState.FAILED)
     info = store.get_run("r1")
     assert info.plan == plan and info.plan.steps[0].tools == [grant]
@@ -140,7 +140,7 @@ def test_store_unknown_runs(tmp_path: Path) -> None:
     with pytest.raises(UnknownRunError, match="no run 'nope'"):
         store.get_run("nope")
     with pytest.raises(UnknownRunError):
-        store.save_node("nope", NodeCheckpoint(step_id="x", agent="a", skill="s"))
+        store.save_nodes("nope", [NodeCheckpoint(step_id="x", agent="a", skill="s")])
     with pytest.raises(UnknownRunError):
         store.set_state("nope", RunState.FAILED)
 

@@ -13,7 +13,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 import networkx as nx
@@ -27,6 +27,7 @@ from agentmesh._private.effect_ledger import RunLedger
 from agentmesh._private.idempotency import RUN_NODE, IdempotencyScope
 from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.router import await_ray
+from agentmesh._private.run_checkpoint import RunCheckpointer
 from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import (
     AgentMeshError,
@@ -34,7 +35,6 @@ from agentmesh.errors import (
     NoApprovalPendingError,
     RunFailedError,
     RunFinishedError,
-    UserError,
 )
 from agentmesh.executor import (
     NodeRecord,
@@ -42,7 +42,6 @@ from agentmesh.executor import (
     PlanRevision,
     RunResult,
     Send,
-    _resolve,
     execute,
 )
 from agentmesh.planner import Plan, SkillInfo, validate_plan
@@ -81,47 +80,12 @@ def open_store(store: RunStore | str | os.PathLike[str] | None) -> RunStore:
     return store
 
 
-class RunCheckpointer:
-    """The executor's Checkpoint for one run: each transition becomes a stored node record,
-    with the inputs the node was given (resolved from the outputs seen so far)."""
-
-    def __init__(self, store: RunStore, run_id: str, plan: Plan, kept: Iterable[NodeRecord]):
-        self.store = store
-        self.run_id = run_id
-        self.steps = {s.id: s for s in plan.steps}
-        self.outputs: dict[str, JsonValue] = {r.step_id: r.output for r in kept}
-
-    def _inputs(self, record: NodeRecord) -> dict[str, JsonValue] | None:
-        if record.status in (NodeStatus.PENDING, NodeStatus.SKIPPED):
-            return None
-        step = self.steps[record.step_id]
-        try:
-            resolved = {p: _resolve(ref, self.outputs) for p, ref in step.inputs.items()}
-        except (UserError, KeyError):
-            return None  # the node itself fails on it, with the reason on its record
-        return {**step.args, **resolved}
-
-    async def node(self, record: NodeRecord) -> None:
-        if record.status is NodeStatus.SUCCEEDED:
-            self.outputs[record.step_id] = record.output
-        # copied here, on the loop: the executor goes on changing its records
-        node = NodeCheckpoint.model_validate(
-            {**record.model_dump(), "inputs": self._inputs(record)}
-        )
-        await asyncio.to_thread(self.store.save_node, self.run_id, node)
-
-    async def finish(self, result: RunResult) -> None:
-        if result.succeeded:
-            state = RunState.SUCCEEDED
-        else:
-            state = RunState.PAUSED if result.paused else RunState.FAILED
-        await asyncio.to_thread(self.store.set_state, self.run_id, state, output=result.output)
-
-
-def node_send(send: Send, run_id: str, store: RunStore) -> Send:
+def node_send(send: Send, run_id: str, store: RunStore, *, fresh: bool) -> Send:
     """``send`` stamping each skill call with the run node it is made for (set by the
     executor around each node), so the node's tool calls get idempotency keys, and with the
-    keys the ledger already holds for that node (read now: this is once per attempt)."""
+    keys the ledger already holds for that node. Those are read once per attempt, except for
+    the first attempt of a node of a ``fresh`` run (one just created: its ledger is empty)."""
+    tried: set[str] = set()
 
     async def stamped(
         agent: str, skill: str, args: dict[str, JsonValue], **kwargs: Any
@@ -129,7 +93,10 @@ def node_send(send: Send, run_id: str, store: RunStore) -> Send:
         node = RUN_NODE.get(None)
         scope = None
         if node is not None:
-            recorded = await asyncio.to_thread(store.effect_keys, run_id, node)
+            recorded: list[str] = []
+            if not fresh or node in tried:
+                recorded = await asyncio.to_thread(store.effect_keys, run_id, node)
+            tried.add(node)
             scope = IdempotencyScope(run_id, node, recorded=frozenset(recorded))
         return await send(agent, skill, args, idempotency=scope, **kwargs)
 
@@ -213,7 +180,7 @@ class DurableRuns:
         )
         await asyncio.to_thread(self.store.create_run, info)
         await self._ensure_ledger(security)
-        return await self._execute(plan, graph, send, run_id, retrier, [], [], revise)
+        return await self._execute(plan, graph, send, run_id, retrier, [], [], revise, fresh=True)
 
     async def resume(
         self,
@@ -239,12 +206,11 @@ class DurableRuns:
         # the succeeded nodes are kept; the rest run again, with their approvals
         kept = [n.record() for n in info.nodes if n.status is NodeStatus.SUCCEEDED or n.approvals]
         await asyncio.to_thread(self.store.set_state, run_id, RunState.RUNNING)
-        for node in fresh_nodes(info.plan, kept):  # the rest starts again from pending
-            if node.status is not NodeStatus.SUCCEEDED:
-                await asyncio.to_thread(self.store.save_node, run_id, node)
+        again = [n for n in fresh_nodes(info.plan, kept) if n.status is not NodeStatus.SUCCEEDED]
+        await asyncio.to_thread(self.store.save_nodes, run_id, again)  # from pending again
         await self._ensure_ledger(security)
         return await self._execute(
-            info.plan, graph, send, run_id, retrier, kept, info.revisions, revise
+            info.plan, graph, send, run_id, retrier, kept, info.revisions, revise, fresh=False
         )
 
     async def answer(self, run_id: str, step_id: str, *, approve: bool, by: str) -> None:
@@ -262,7 +228,7 @@ class DurableRuns:
         now = time.time()
         for approval in asked:
             approval.answer, approval.answered_by, approval.answered_at = approve, by, now
-        await asyncio.to_thread(self.store.save_node, run_id, node)
+        await asyncio.to_thread(self.store.save_nodes, run_id, [node])
 
     async def _execute(
         self,
@@ -274,6 +240,8 @@ class DurableRuns:
         kept: list[NodeRecord],
         revisions: list[PlanRevision],
         revise: Revise | None,
+        *,
+        fresh: bool,
     ) -> RunResult:
         """Execute checkpointed; when the run fails and ``revise`` gives a revised plan, store
         it next to the one it replaces and go on with it (up to ``revise.max_replans``)."""
@@ -282,7 +250,7 @@ class DurableRuns:
                 result = await execute(
                     plan,
                     graph,
-                    node_send(send, run_id, self.store),
+                    node_send(send, run_id, self.store, fresh=fresh),
                     run_id=run_id,
                     retrier=retrier,
                     checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
@@ -311,6 +279,7 @@ class DurableRuns:
                     plan=failed.result.plan, nodes=failed.result.nodes, revised_at=time.time()
                 )
                 revisions = [*revisions, revision]
+                fresh = False  # the revised plan's nodes may share ids with ones that ran
                 await asyncio.to_thread(
                     self.store.revise_plan, run_id, plan, revision, fresh_nodes(plan, kept)
                 )

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -137,11 +137,12 @@ class SqliteRunStore:
             for node in run.nodes:
                 self._put_node(db, run.run_id, node, run.updated_at)
 
-    def save_node(self, run_id: str, node: NodeCheckpoint) -> None:
+    def save_nodes(self, run_id: str, nodes: Sequence[NodeCheckpoint]) -> None:
         now = time.time()
         with self._write() as db:
             self._touch(db, run_id, now)
-            self._put_node(db, run_id, node, now)
+            for node in nodes:
+                self._put_node(db, run_id, node, now)
 
     def set_state(self, run_id: str, state: RunState, *, output: JsonValue = None) -> None:
         now = time.time()
