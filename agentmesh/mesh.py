@@ -9,8 +9,6 @@ skills or runs a plan.
 from __future__ import annotations
 
 import os
-import random
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -23,13 +21,14 @@ from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import BaseModel, JsonValue
 from ray.actor import ActorHandle
 
-from agentmesh._private import mesh_runs, mesh_security, model_calls
+from agentmesh._private import mesh_security, model_calls
 from agentmesh._private.decisions import Decision, QuarantineItem
-from agentmesh._private.durable import DurableRuns, check_factory, check_run_id, open_store
+from agentmesh._private.durable import DurableRuns, check_factory, open_store
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
+from agentmesh._private.mesh_runs import MeshRuns, retry_policy
 from agentmesh._private.mesh_start import check_agents, check_models, check_replicas
-from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.policy_schema import Policy, load_policy
+from agentmesh._private.principal import NAMED_USER, USER, check_principal
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh._private.router import Router
 from agentmesh._private.structured import generate_output
@@ -38,9 +37,8 @@ from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
 from agentmesh.breaker import BreakerPolicy, Breakers
 from agentmesh.errors import ConfigError, UnknownAgentError
-from agentmesh.executor import RunResult
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
-from agentmesh.planner import Planner, SkillInfo, validate_plan
+from agentmesh.planner import SkillInfo
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
 from agentmesh.remote import RemoteAgent
@@ -51,24 +49,14 @@ from agentmesh.tools import ToolLimits
 __all__ = ["USER", "Mesh"]
 
 
-#: The principal the driver speaks as (Mesh.call and the plan executor).
-USER = "user"
 M = TypeVar("M", bound=BaseModel)
-_NAMED_USER = re.compile(r"^user:[A-Za-z0-9._@-]{1,128}$")
 
 
 #: Mesh's default breaker policy (a module constant: a default argument is built once).
 DEFAULT_BREAKER = BreakerPolicy()
 
 
-def _principal(principal: str) -> str:
-    """``user`` or ``user:<name>``: callers outside the mesh can never speak as an agent."""
-    if principal != USER and not _NAMED_USER.match(principal):
-        raise ConfigError(f"a principal is 'user' or 'user:<name>', not {principal[:140]!r}")
-    return principal
-
-
-class Mesh:
+class Mesh(MeshRuns):
     """A running set of agents. Use ``async with Mesh(...) as mesh:``.
 
     Args:
@@ -144,7 +132,7 @@ class Mesh:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.address = address
         self.num_cpus = num_cpus
-        self.retry = mesh_runs.retry_policy(retry, max_retries)
+        self.retry = retry_policy(retry, max_retries)
         self.breaker = breaker
         self.breakers = Breakers(breaker, clock=breaker_clock)
         """The driver's breakers: ``agent:<name>`` (plan nodes), ``model:<name>`` (generate)."""
@@ -274,7 +262,7 @@ class Mesh:
         so both give the same states and artifacts.
         """
         router = self._ready()
-        sender = _principal(principal)
+        sender = check_principal(principal)
         async for event in router.stream(agent, message, sender=sender, task_id=task_id):
             yield event
 
@@ -295,7 +283,7 @@ class Mesh:
         Raises:
             UnknownTaskError: no open task of that id for this principal.
         """
-        await self._ready().cancel(agent, task_id, sender=_principal(principal))
+        await self._ready().cancel(agent, task_id, sender=check_principal(principal))
 
     @overload
     async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse: ...
@@ -323,128 +311,6 @@ class Mesh:
             return await send(request)
         return await generate_output(send, request, output, max_attempts=max_attempts, model=model)
 
-    async def run(
-        self,
-        goal: str,
-        *,
-        planner: Planner,
-        retry: RetryPolicy | None = None,
-        max_retries: int | None = None,
-        rng: random.Random | None = None,
-        run_id: str | None = None,
-        max_replans: int = 1,
-    ) -> RunResult:
-        """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
-
-        ``retry`` or ``max_retries`` replace the mesh's retry policy for this run; ``rng``
-        draws the backoff jitter (seed it for a reproducible run). A dead agent is restarted
-        by Ray and joined again before its node is retried. When a node fails for good and
-        the planner is a :class:`~agentmesh.planner.Replanner`, it revises the plan for what
-        remains (at most ``max_replans`` times; each replaced plan is kept in
-        ``RunResult.revisions``). The run is checkpointed in the run store after every node,
-        under ``run_id`` (default: a fresh one), so :meth:`resume_run` can finish it if this
-        process dies.
-        """
-        router = self._ready()
-        run_id = check_run_id(run_id) if run_id is not None else mesh_runs.new_run_id()
-        retrier = self._retrier(retry, max_retries, rng)
-        catalog = self.catalog()
-        revise = mesh_runs.PlannerRevise.of(planner, catalog, self.generate, max_replans)
-        plan = await planner.plan(goal, catalog, self.generate)
-        graph = validate_plan(plan, catalog)
-        return await self._durable().start(
-            plan,
-            graph,
-            router.send,
-            run_id=run_id,
-            retrier=retrier,
-            security=list(self._actors.security.values()),
-            revise=revise,
-        )
-
-    async def resume_run(
-        self,
-        run_id: str,
-        *,
-        retry: RetryPolicy | None = None,
-        max_retries: int | None = None,
-        rng: random.Random | None = None,
-        planner: Planner | None = None,
-        max_replans: int = 1,
-    ) -> RunResult:
-        """Finish a stored run (its driver died, or it failed): the stored plan is validated
-        against this mesh's skills, succeeded nodes keep their outputs and labels, and every
-        other node runs again; side-effecting tool calls already made are not repeated (their
-        recorded results come back). With a re-planning ``planner``, a node that fails for
-        good is re-planned as in :meth:`run` (re-plans before the resume count). Raises
-        RunFailedError if it fails again.
-
-        Raises:
-            UnknownRunError: no run of that id in the run store.
-            RunFinishedError: the run already succeeded.
-            PlanValidationError: the stored plan does not fit this mesh (nothing runs).
-        """
-        router = self._ready()
-        retrier = self._retrier(retry, max_retries, rng)
-        catalog = self.catalog()
-        return await self._durable().resume(
-            run_id,
-            catalog,
-            router.send,
-            retrier=retrier,
-            security=list(self._actors.security.values()),
-            revise=mesh_runs.PlannerRevise.of(planner, catalog, self.generate, max_replans),
-        )
-
-    async def approve_run(
-        self,
-        run_id: str,
-        step_id: str,
-        *,
-        approve: bool,
-        by: str = USER,
-        planner: Planner | None = None,
-        max_replans: int = 1,
-    ) -> RunResult:
-        """Answer what node ``step_id`` of a paused run asks (the run may have been started by
-        another process, since gone), then resume the run: a yes runs the node again with its
-        question approved, a no fails it with ApprovalDenied (its descendants are skipped and
-        nothing is re-planned). Raises RunPaused again while other nodes still wait.
-
-        Raises:
-            NoApprovalPendingError: that node waits for no answer.
-            UnknownRunError: no such run in the run store.
-        """
-        self._ready()
-        await self._durable().answer(run_id, step_id, approve=approve, by=_principal(by))
-        return await self.resume_run(run_id, planner=planner, max_replans=max_replans)
-
-    def _retrier(
-        self, retry: RetryPolicy | None, max_retries: int | None, rng: random.Random | None
-    ) -> NodeRetrier:
-        """One run's attempts: the mesh's retry policy unless the run gives its own."""
-        if retry is None and max_retries is None:
-            policy = self.retry
-        else:
-            policy = mesh_runs.retry_policy(retry, max_retries)
-        return mesh_runs.retrier(
-            policy,
-            actors=self._actors,
-            breakers=self.breakers,
-            cancel=self._ready().cancel,
-            rng=rng,
-            start_timeout_s=self.start_timeout_s,
-        )
-
-    def _durable(self) -> DurableRuns:
-        """The runs on ``run_store`` (a store assigned since gets its own ledger actor)."""
-        self.run_store = open_store(self.run_store)
-        if self._runs is None or self._runs.store is not self.run_store:
-            if self._runs is not None:
-                self._runs.close()
-            self._runs = DurableRuns(self.run_store, self.factory)
-        return self._runs
-
     # --- inspection --------------------------------------------------------------------------
 
     async def decisions(self) -> list[Decision]:
@@ -465,7 +331,7 @@ class Mesh:
         """Close the circuit breaker of ``agent`` (an agent or a ``user`` principal) on every
         security actor, so its calls are vetted again; True if one was open."""
         self._ready()
-        if agent not in self._actors.agents and agent != USER and not _NAMED_USER.match(agent):
+        if agent not in self._actors.agents and agent != USER and not NAMED_USER.match(agent):
             raise UnknownAgentError(agent, known=list(self._actors.agents))
         return await mesh_security.reset_breaker(self._actors.security.values(), agent)
 

@@ -113,7 +113,11 @@ class RunResult(BaseModel):
     """The plans replaced by re-planning, oldest first, each with its nodes as they ended."""
 
     def node(self, step_id: str) -> NodeRecord:
-        return next(n for n in self.nodes if n.step_id == step_id)
+        """The node of step ``step_id`` (KeyError if the plan has none)."""
+        for node in self.nodes:
+            if node.step_id == step_id:
+                return node
+        raise KeyError(f"no step {step_id!r} in run {self.run_id!r}")
 
     @property
     def paused(self) -> bool:

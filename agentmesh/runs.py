@@ -82,7 +82,11 @@ class RunInfo(BaseModel):
     """The plans re-planning replaced, oldest first (``plan`` is the one in force)."""
 
     def node(self, step_id: str) -> NodeCheckpoint:
-        return next(n for n in self.nodes if n.step_id == step_id)
+        """The node of step ``step_id`` (KeyError if the plan has none)."""
+        for node in self.nodes:
+            if node.step_id == step_id:
+                return node
+        raise KeyError(f"no step {step_id!r} in run {self.run_id!r}")
 
     def summary(self) -> RunSummary:
         done = sum(n.status is NodeStatus.SUCCEEDED for n in self.nodes)

@@ -9,6 +9,7 @@ the run goes through; a dead agent is brought back by
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -16,16 +17,28 @@ from collections.abc import Sequence
 
 import networkx as nx
 
+from agentmesh._private.durable import DurableRuns, check_run_id, open_store
 from agentmesh._private.mesh_actors import MeshActors
 from agentmesh._private.mesh_recover import recover_agent
 from agentmesh._private.node_retry import Cancel, NodeRetrier
+from agentmesh._private.principal import USER, check_principal
+from agentmesh._private.router import Router
 from agentmesh.breaker import Breakers
 from agentmesh.errors import ConfigError
 from agentmesh.executor import RunResult
+from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.planner import Generate, Plan, Planner, Replanner, SkillInfo, validate_plan
 from agentmesh.retry import RetryPolicy
+from agentmesh.runs import RunStore
 
-__all__ = ["PlannerRevise", "check_max_replans", "new_run_id", "retrier", "retry_policy"]
+__all__ = [
+    "MeshRuns",
+    "PlannerRevise",
+    "check_max_replans",
+    "new_run_id",
+    "retrier",
+    "retry_policy",
+]
 
 
 def new_run_id() -> str:
@@ -97,3 +110,149 @@ class PlannerRevise:
         if plan is None:
             return None
         return plan, validate_plan(plan, self.catalog)
+
+
+class MeshRuns:
+    """The plan-running half of :class:`~agentmesh.Mesh` (a base class, so the mesh's module
+    reads as its lifecycle and calls): run a goal, resume a stored run, answer its approvals."""
+
+    # set by Mesh.__init__ (and Mesh.start for the actors)
+    retry: RetryPolicy
+    breakers: Breakers
+    start_timeout_s: float
+    run_store: RunStore | str | os.PathLike[str] | None
+    factory: str | None
+    _runs: DurableRuns | None
+    _actors: MeshActors
+
+    def _ready(self) -> Router:
+        raise NotImplementedError
+
+    def catalog(self) -> list[SkillInfo]:
+        raise NotImplementedError
+
+    async def generate(self, model: str, request: GenerateRequest) -> GenerateResponse:
+        raise NotImplementedError
+
+    async def run(
+        self,
+        goal: str,
+        *,
+        planner: Planner,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        rng: random.Random | None = None,
+        run_id: str | None = None,
+        max_replans: int = 1,
+    ) -> RunResult:
+        """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
+
+        ``retry`` or ``max_retries`` replace the mesh's retry policy for this run; ``rng``
+        draws the backoff jitter (seed it for a reproducible run). A dead agent is restarted
+        by Ray and joined again before its node is retried. When a node fails for good and
+        the planner is a :class:`~agentmesh.planner.Replanner`, it revises the plan for what
+        remains (at most ``max_replans`` times; each replaced plan is kept in
+        ``RunResult.revisions``). The run is checkpointed in the run store after every node,
+        under ``run_id`` (default: a fresh one), so :meth:`resume_run` can finish it if this
+        process dies. Raises RunPaused (not a failure) when nodes wait for a human's approval:
+        answer with :meth:`approve_run`, from this process or another.
+        """
+        router = self._ready()
+        run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+        retrier = self._retrier(retry, max_retries, rng)
+        catalog = self.catalog()
+        revise = PlannerRevise.of(planner, catalog, self.generate, max_replans)
+        plan = await planner.plan(goal, catalog, self.generate)
+        graph = validate_plan(plan, catalog)
+        return await self._durable().start(
+            plan,
+            graph,
+            router.send,
+            run_id=run_id,
+            retrier=retrier,
+            security=list(self._actors.security.values()),
+            revise=revise,
+        )
+
+    async def resume_run(
+        self,
+        run_id: str,
+        *,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        rng: random.Random | None = None,
+        planner: Planner | None = None,
+        max_replans: int = 1,
+    ) -> RunResult:
+        """Finish a stored run (its driver died, or it failed): the stored plan is validated
+        against this mesh's skills, succeeded nodes keep their outputs and labels, and every
+        other node runs again; side-effecting tool calls already made are not repeated (their
+        recorded results come back). With a re-planning ``planner``, a node that fails for
+        good is re-planned as in :meth:`run` (re-plans before the resume count). Raises
+        RunFailedError if it fails again.
+
+        Raises:
+            UnknownRunError: no run of that id in the run store.
+            RunFinishedError: the run already succeeded.
+            PlanValidationError: the stored plan does not fit this mesh (nothing runs).
+        """
+        router = self._ready()
+        retrier = self._retrier(retry, max_retries, rng)
+        catalog = self.catalog()
+        return await self._durable().resume(
+            run_id,
+            catalog,
+            router.send,
+            retrier=retrier,
+            security=list(self._actors.security.values()),
+            revise=PlannerRevise.of(planner, catalog, self.generate, max_replans),
+        )
+
+    async def approve_run(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        approve: bool,
+        by: str = USER,
+        planner: Planner | None = None,
+        max_replans: int = 1,
+    ) -> RunResult:
+        """Answer what node ``step_id`` of a paused run asks (the run may have been started by
+        another process, since gone), then resume the run: a yes runs the node again with its
+        question approved, a no fails it with ApprovalDenied (its descendants are skipped and
+        nothing is re-planned). Raises RunPaused again while other nodes still wait.
+
+        Raises:
+            NoApprovalPendingError: that node waits for no answer.
+            UnknownRunError: no such run in the run store.
+        """
+        self._ready()
+        await self._durable().answer(run_id, step_id, approve=approve, by=check_principal(by))
+        return await self.resume_run(run_id, planner=planner, max_replans=max_replans)
+
+    def _retrier(
+        self, retry: RetryPolicy | None, max_retries: int | None, rng: random.Random | None
+    ) -> NodeRetrier:
+        """One run's attempts: the mesh's retry policy unless the run gives its own."""
+        if retry is None and max_retries is None:
+            policy = self.retry
+        else:
+            policy = retry_policy(retry, max_retries)
+        return retrier(
+            policy,
+            actors=self._actors,
+            breakers=self.breakers,
+            cancel=self._ready().cancel,
+            rng=rng,
+            start_timeout_s=self.start_timeout_s,
+        )
+
+    def _durable(self) -> DurableRuns:
+        """The runs on ``run_store`` (a store assigned since gets its own ledger actor)."""
+        self.run_store = open_store(self.run_store)
+        if self._runs is None or self._runs.store is not self.run_store:
+            if self._runs is not None:
+                self._runs.close()
+            self._runs = DurableRuns(self.run_store, self.factory)
+        return self._runs
