@@ -203,3 +203,25 @@ def test_mesh_places_an_agent_by_label_on_a_worker_of_a_ray_start_head(ray_dir: 
     assert result["placement"] == [result["node"]]
     assert listening == {"127.0.0.1"}, "the nodes must listen on loopback only"
     assert left == [], f"processes of the nodes still running: {left}"
+
+
+def test_joining_an_address_where_no_cluster_listens_fails_at_once(tmp_path: Path) -> None:
+    """``ray.init`` alone would retry an unreachable head for minutes; the mesh says why now."""
+    with socket.socket() as probe:  # a port nothing listens on (bound, never listened)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        env = {**os.environ, "AGENTMESH_STATE_DIR": str(tmp_path)}
+        env.pop("RAY_ADDRESS", None)
+        started = time.monotonic()
+        demo = subprocess.run(
+            [str(RAY.with_name("agentmesh")), "demo", "--address", f"127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert demo.returncode == 1, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert "ConfigError" in demo.stdout and f"cannot join the Ray cluster at 127.0.0.1:{port}" in (
+        demo.stdout.replace("\n", " ")
+    )
+    assert time.monotonic() - started < 60

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 from ray._private import ray_constants
+
+from agentmesh.errors import ConfigError
 
 __all__ = ["ensure_ray"]
 
@@ -46,5 +49,26 @@ def ensure_ray(
     else:
         if address.startswith(("127.", "localhost:", "[::1]")):
             _keep_on_loopback()  # a cluster on this machine: the driver stays on loopback too
+        _probe(address)
         ray.init(address=address, configure_logging=False)
     return True
+
+
+#: How long a cluster's head may take to accept a connection before joining is given up.
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe(address: str) -> None:
+    """ConfigError at once if nothing listens at a ``host:port`` address: ``ray.init`` itself
+    retries an unreachable head for minutes, logging warnings. Other forms (``auto``,
+    ``ray://...``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot join the Ray cluster at {address}: {exc.strerror or exc} (is `ray start "
+            "--head` running there, and is the address its GCS address?)"
+        ) from None
