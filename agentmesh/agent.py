@@ -131,6 +131,10 @@ class Agent:
         replicas: how many actors serve it (default 1), each with those resources; new tasks
             go to the least busy one, so CPU-bound skills run in parallel across processes.
             Each replica keeps its own instance state. ``Mesh(replicas=...)`` overrides it.
+        max_concurrency: how many skill calls one replica runs at once (default None: no
+            bound); more wait their turn there. A CPU-bound agent sets it to the cores each
+            replica has, so its calls do not fight over one process's GIL. A skill that calls
+            its own agent needs room for that call too. Streaming calls are not counted.
         model: the name of the mesh model :meth:`generate` uses by default.
         tools: MCP tools ("server.tool") it intends to call; the policy still decides.
     """
@@ -140,6 +144,7 @@ class Agent:
     version: ClassVar[str] = "0.1.0"
     resources: ClassVar[Resources] = Resources()
     replicas: ClassVar[int] = 1
+    max_concurrency: ClassVar[int | None] = None
     model: ClassVar[str | None] = None
     tools: ClassVar[tuple[str, ...]] = ()
     skills: ClassVar[dict[str, SkillSchema]] = {}
@@ -174,6 +179,14 @@ class Agent:
         if isinstance(cls.replicas, bool) or not isinstance(cls.replicas, int) or cls.replicas < 1:
             raise AgentDefinitionError(
                 f"agent {cls.__name__}: replicas is a whole number >= 1, not {cls.replicas!r}"
+            )
+        bound = cls.max_concurrency
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, int) or bound < 1
+        ):
+            raise AgentDefinitionError(
+                f"agent {cls.__name__}: max_concurrency is None or a whole number >= 1, "
+                f"not {bound!r}"
             )
         if isinstance(cls.tools, str):
             raise AgentDefinitionError(f"agent {cls.__name__}: tools must be a tuple of names")

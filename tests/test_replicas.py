@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -65,9 +67,36 @@ class Scaled(Agent):
         return os.getpid()
 
 
+class Gate(Agent):
+    """Counts how many of its calls run at once in its process."""
+
+    resources = Resources(num_cpus=0.1)
+    max_concurrency = 1
+    _lock = threading.Lock()
+    _running = 0
+    _most = 0
+
+    @skill
+    def hold(self, seconds: float) -> int:
+        """Stay busy ``seconds`` (a sync skill: one Ray thread each); the most seen at once."""
+        with self._lock:
+            Gate._running += 1
+            Gate._most = max(Gate._most, Gate._running)
+        time.sleep(seconds)
+        with self._lock:
+            Gate._running -= 1
+        return Gate._most
+
+
+class Ungated(Gate):
+    """The same, unbounded."""
+
+    max_concurrency = None
+
+
 @pytest.fixture(scope="module")
 async def mesh(ray_session: None) -> AsyncIterator[Mesh]:
-    async with Mesh([Worker, Scaled], policy=POLICY, replicas={"scaled": 3}) as m:
+    async with Mesh([Worker, Scaled, Gate, Ungated], policy=POLICY, replicas={"scaled": 3}) as m:
         yield m
 
 
@@ -107,6 +136,28 @@ async def test_a_running_task_is_cancelled_on_whichever_replica_runs_it(mesh: Me
             raise AssertionError(f"{task_id} never started")
     tasks = await asyncio.wait_for(asyncio.gather(*running), timeout=10)
     assert [t.status.state for t in tasks] == [TaskState.TASK_STATE_CANCELED] * 2
+
+
+async def test_max_concurrency_bounds_the_calls_a_replica_runs_at_once(mesh: Mesh) -> None:
+    gated = await asyncio.gather(*(mesh.call("gate", "hold", seconds=0.2) for _ in range(4)))
+    assert max(gated) == 1  # the others waited their turn in the replica
+    free = await asyncio.gather(*(mesh.call("ungated", "hold", seconds=0.2) for _ in range(4)))
+    assert max(free) > 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
+def test_max_concurrency_is_checked_where_it_is_declared(bad: object) -> None:
+    with pytest.raises(AgentDefinitionError, match="max_concurrency"):
+
+        class Bad(Agent):
+            """Bad."""
+
+            max_concurrency = bad  # type: ignore[assignment]
+
+            @skill
+            def go(self) -> int:
+                """Go."""
+                return 1
 
 
 def test_replica_counts_are_checked_where_they_are_declared() -> None:

@@ -10,6 +10,7 @@ security actor, which holds the MCP sessions) and model calls (through the model
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import uuid
@@ -160,6 +161,8 @@ class AgentHost:
         self.router = Router(self.name, self.directory, None)
         self.tools: ToolChannelClient | None = None
         self.runner = TaskRunner(self.agent)
+        bound = agent_cls.max_concurrency  # None: as many as Ray's threads
+        self._slots = threading.BoundedSemaphore(bound) if bound is not None else None
         self.loop = asyncio.new_event_loop()
         threading.Thread(
             target=self.loop.run_forever, name=f"agentmesh-{self.name}-loop", daemon=True
@@ -194,14 +197,18 @@ class AgentHost:
         """Serve one A2A skill-call message; answer the finished (or waiting) task, never raise.
 
         A plain sync skill runs right here, in the Ray thread that took the call (the fast
-        path: no event loop on the way); anything else runs on the host's event loop.
+        path: no event loop on the way); anything else runs on the host's event loop. With the
+        agent's ``max_concurrency``, the call first waits for a free slot.
         """
         fold = _Fold()
         task = self.runner.begin(Message.FromString(raw), fold, progress=False)
-        if task is not None and task.inline:
-            self.runner.finish_inline(task, fold)
-        elif task is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.finish(task, fold), self.loop).result()
+        # claimed before it waits for a slot: a cancel while it waits still finds it
+        with self._slots if self._slots is not None else contextlib.nullcontext():
+            if task is not None and task.inline:
+                self.runner.finish_inline(task, fold)
+            elif task is not None:
+                job = self.runner.finish(task, fold)
+                asyncio.run_coroutine_threadsafe(job, self.loop).result()
         assert fold.task is not None  # a task always ends with a status event
         return fold.task.SerializeToString()
 
