@@ -2,33 +2,23 @@
 
 Why SQLite: it is embedded (nothing to run), a crash of the writer never leaves half a
 transaction behind, and WAL mode lets the driver checkpoint nodes while the ledger's actor
-records tool effects and ``agentmesh runs`` reads, all at once. Each thread keeps its own
-connection (sqlite3 connections belong to a thread; the executor's writes come from a worker
-thread pool): opening one per operation would make every close the last one, which folds the
-WAL back into the database with several fsyncs (12 ms a write here, against about 1 ms). The
-connections are not pickled, so the store goes to the ledger's actor as a path. Commits are
-``synchronous=FULL``: a checkpoint that returned survives a crash of the process and of the
-machine.
-
-The file is marked as ours (``PRAGMA application_id``) with a schema version
-(``PRAGMA user_version``); a file that is not SQLite, another program's database or a newer
-schema raises RunStoreError and is left untouched.
+records tool effects and ``agentmesh runs`` reads, all at once. The file handling (a
+connection per thread, ``synchronous=FULL`` commits, the schema and a foreign file refused) is
+:mod:`agentmesh._private.sqlite_file`'s; the store goes to the ledger's actor as its path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Final
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
+from agentmesh._private.sqlite_file import SqliteFile
 from agentmesh.errors import RunStoreError, UnknownRunError
 from agentmesh.planner import Plan
 from agentmesh.protocols.mcp import ToolResult
@@ -82,7 +72,7 @@ CREATE INDEX ledger_by_node ON ledger (run_id, step_id);
 """
 
 
-class SqliteRunStore:
+class SqliteRunStore(SqliteFile):
     """Runs, node checkpoints and the tool-effect ledger in one SQLite file.
 
     Args:
@@ -91,24 +81,14 @@ class SqliteRunStore:
         timeout_s: how long an operation waits for another writer's lock.
     """
 
+    schema = _SCHEMA
+    application_id = APPLICATION_ID
+    schema_version = SCHEMA_VERSION
+
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 30.0
     ) -> None:
-        self.path = Path(path if path is not None else default_runs_path()).resolve()
-        self.timeout_s = timeout_s
-        self._ready = False
-        self._local = threading.local()
-
-    def __getstate__(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "_local"}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
+        super().__init__(path if path is not None else default_runs_path(), timeout_s=timeout_s)
 
     def __repr__(self) -> str:
         return f"SqliteRunStore({str(self.path)!r})"
@@ -289,81 +269,3 @@ class SqliteRunStore:
         cursor = db.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (now, run_id))
         if cursor.rowcount == 0:
             raise UnknownRunError(run_id, store=self.location)
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection; every sqlite error comes out as RunStoreError (and the
-        connection is dropped, so a broken one is not used again)."""
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        try:
-            if db is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA synchronous = FULL")
-                if not self._ready:
-                    self._prepare(db)
-                self._local.db = db
-            yield db
-        except (sqlite3.Error, OSError) as exc:
-            self._local.db = None
-            if db is not None:
-                db.close()
-            raise RunStoreError(f"run store {self.location}: {exc}") from None
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as db:
-            yield db
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, taken with the write lock at once (no upgrade deadlocks)."""
-        with self._connection() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        """Check the file is our store (creating the schema in an empty one) and turn on WAL."""
-        if not self._ours(db):
-            db.execute("BEGIN IMMEDIATE")  # another process may be creating it right now
-            try:
-                if not self._ours(db):
-                    for statement in filter(str.strip, _SCHEMA.split(";")):
-                        db.execute(statement)  # not executescript: it would commit first
-                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            if db.in_transaction:
-                db.execute("COMMIT")
-        db.execute("PRAGMA journal_mode = WAL")
-        self._ready = True
-
-    def _ours(self, db: sqlite3.Connection) -> bool:
-        """True if the file is a run store of our schema, False if it is empty; raises
-        RunStoreError for anything else (reading the header fails on a file that is not
-        SQLite at all)."""
-        app = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if app == APPLICATION_ID:
-            if version > SCHEMA_VERSION:
-                raise RunStoreError(
-                    f"{self.location} has run store schema {version}; this agentmesh reads "
-                    f"up to {SCHEMA_VERSION}: upgrade agentmesh"
-                )
-            return True
-        objects = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app == 0 and objects == 0:
-            return False
-        raise RunStoreError(
-            f"{self.location} is another program's SQLite database (application id "
-            f"{app:#x}, {objects} objects), not an agentmesh run store: give another path"
-        )
