@@ -6,7 +6,9 @@ intervals), its output or its error. A failed node does not stop independent bra
 descendants are marked skipped and the whole record comes back on
 :class:`~agentmesh.errors.RunFailedError`, so nothing is lost. A :class:`Checkpoint` hears of
 every node transition, so a durable run's store always holds where the run is (see
-:mod:`agentmesh.runs`); a resumed run starts from its succeeded nodes.
+:mod:`agentmesh.runs`); a resumed run starts from its succeeded nodes. A node that asks a
+human for approval waits (see :mod:`agentmesh._private.run_approval`): the rest of the run goes
+on, and it ends paused (:class:`~agentmesh.errors.RunPaused`) if nothing failed.
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ async def test_the_run_pauses_and_a_new_driver_finishes_it_on_yes(
     assert asked_d.tool == "effects.record" and asked_d.key is not None
     assert asked_d.question.startswith("Approve the call of tool 'effects.record'")
     assert paused.node("d").error is None and paused.node("d").errors == []
+    assert paused.node("d").gave_up is None
     # nothing waiting was done: b never ran, d's effect was refused before the server
     assert counts(folder, goal) == {"a": 1, "b": 0, "c": 0, "p": 0, "d": 0}
     store = SqliteRunStore(db)

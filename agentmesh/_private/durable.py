@@ -176,7 +176,7 @@ class DurableRuns:
             created_at=now,
             updated_at=now,
             factory=self.factory,
-            nodes=[NodeCheckpoint(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps],
+            nodes=fresh_nodes(plan, []),
         )
         await asyncio.to_thread(self.store.create_run, info)
         await self._ensure_ledger(security)

@@ -49,6 +49,7 @@ def ask(record: NodeRecord, asked: InputRequired) -> None:
         return
     record.errors.pop()  # reported as a failed attempt by the retrier: it is a question
     record.error = None
+    record.gave_up = None
     record.approvals.append(
         NodeApproval(question=asked.prompt, tool=asked.tool, key=asked.approval)
     )

@@ -26,7 +26,8 @@ async def schedule(
     run_node: Callable[[PlanStep], Coroutine[Any, Any, None]],
     save: Callable[[NodeRecord], Awaitable[None]],
 ) -> None:
-    """Run every node once all its predecessors succeeded; skip the descendants of a failure.
+    """Run every node once all its predecessors succeeded; skip the descendants of a failure;
+    leave those of a node that waits for a human pending.
 
     Nodes that come in already succeeded (kept from an earlier run of the plan) count as
     finished and are not run again; every skip is saved (``save``) like any other transition.
