@@ -131,10 +131,12 @@ class Agent:
         replicas: how many actors serve it (default 1), each with those resources; new tasks
             go to the least busy one, so CPU-bound skills run in parallel across processes.
             Each replica keeps its own instance state. ``Mesh(replicas=...)`` overrides it.
-        max_concurrency: how many skill calls one replica runs at once (default None: no
-            bound); more wait their turn there. A CPU-bound agent sets it to the cores each
-            replica has, so its calls do not fight over one process's GIL. A skill that calls
-            its own agent needs room for that call too. Streaming calls are not counted.
+        max_concurrency: how many skill calls one replica runs at once (default None: 32);
+            more wait their turn there. A CPU-bound agent sets it to the cores each replica
+            has, so its calls do not fight over one process's GIL; an agent that mostly waits
+            (on a remote service) and has many calls in flight sets it higher. Calls that wait
+            on nested calls to an agent whose own calls wait on them need room on both sides.
+            Streaming calls are not counted.
         model: the name of the mesh model :meth:`generate` uses by default.
         tools: MCP tools ("server.tool") it intends to call; the policy still decides.
     """

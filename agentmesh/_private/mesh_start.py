@@ -15,7 +15,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.util.placement_group import PlacementGroup
 
-from agentmesh._private.host import AgentHost
+from agentmesh._private.host import CONTROL_THREADS, AgentHost, host_slots
 from agentmesh._private.placement import replica_options
 from agentmesh._private.router import await_ray
 from agentmesh.agent import Agent
@@ -40,11 +40,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: Calls an agent's actor serves at once (each in-flight call holds one of Ray's threads,
-#: created as needed): as many as an async actor's default, so nested and parallel calls to one
-#: agent never queue behind each other.
-MAX_CONCURRENCY = 1000
 
 
 def check_agents(agents: Sequence[type[Agent]], remote_agents: Sequence[RemoteAgent]) -> None:
@@ -104,7 +99,9 @@ def spawn_agent(
         cast(
             ActorHandle,
             actor_cls.options(
-                max_concurrency=MAX_CONCURRENCY, max_restarts=max_restarts, **opts
+                max_concurrency=host_slots(cls) + CONTROL_THREADS,
+                max_restarts=max_restarts,
+                **opts,
             ).remote(cls, models=dict(models), breaker=breaker),
         )
         for opts in options
