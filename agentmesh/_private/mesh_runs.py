@@ -1,6 +1,7 @@
-"""How ``Mesh.run`` and ``Mesh.resume_run`` set up one run: its retries and its re-planning.
+"""How a mesh runs plans: ``Mesh.run``, ``resume_run`` and ``approve_run`` (the
+:class:`MeshRuns` base class of ``Mesh``), and each run's retries and re-planning.
 
-Kept apart from :mod:`agentmesh.mesh` so the mesh reads as what it offers. A run's
+Kept apart from :mod:`agentmesh.mesh` so the mesh reads as its lifecycle and calls. A run's
 :class:`~agentmesh._private.node_retry.NodeRetrier` is built before anything is planned (bad
 retry settings fail first) and lives as long as the run, so its retry budget covers every plan
 the run goes through; a dead agent is brought back by
