@@ -89,17 +89,16 @@ async def execute(
     send: Send,
     *,
     run_id: str | None = None,
-    max_retries: int = 0,
     checkpoint: Checkpoint | None = None,
     resumed: Sequence[NodeRecord] = (),
     retrier: NodeRetrier | None = None,
 ) -> RunResult:
     """Run ``plan`` (already validated into ``graph``) with ``send(agent, skill, args, ...)``.
 
-    ``retrier`` makes each node's attempts (default: ``max_retries`` retries of every run
-    failure): its retry policy's backoff, time limits and run budget, the breakers that fail an
-    agent that keeps failing fast, the cancel of a timed-out task and the recovery of a dead
-    agent (see :mod:`agentmesh._private.node_retry`). A user error or a security denial is never
+    ``retrier`` makes each node's attempts (default: one attempt, no retries): its retry
+    policy's backoff, time limits and run budget, the breakers that fail an agent that keeps
+    failing fast, the cancel of a timed-out task and the recovery of a dead agent (see
+    :mod:`agentmesh._private.node_retry`). A user error or a security denial is never
     retried: it would fail again.
     ``checkpoint`` hears of every node transition and of the end; ``resumed`` are records of
     an earlier run of this plan: the succeeded ones are kept as they are (outputs and labels
@@ -108,7 +107,7 @@ async def execute(
     failed, else RunPaused if a node waits for a human.
     """
     run_id = run_id or uuid.uuid4().hex
-    retrier = retrier or NodeRetrier(RetryPolicy.from_max_retries(max_retries))
+    retrier = retrier or NodeRetrier(RetryPolicy.from_max_retries(0))
     records = {s.id: NodeRecord(step_id=s.id, agent=s.agent, skill=s.skill) for s in plan.steps}
     outputs: dict[str, JsonValue] = {}
     labels: dict[str, Label] = {}
