@@ -14,6 +14,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -22,6 +23,7 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 
 from agentmesh._private import model_calls
+from agentmesh._private.call_batch import Answers, serve_threads
 from agentmesh._private.grants import call_key, canonical
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.skill_invoke import CONTEXT_ID
@@ -176,6 +178,8 @@ class AgentHost:
         self.runner = TaskRunner(self.agent)
         # the actor has a few threads more than this, so a cancel always finds one free
         self._slots = threading.BoundedSemaphore(host_slots(agent_cls))
+        # the threads a batch's calls run on (``handle_batch``); made as calls need them
+        self._pool = ThreadPoolExecutor(host_slots(agent_cls), thread_name_prefix=self.name)
         self.loop = asyncio.new_event_loop()
         threading.Thread(
             target=self.loop.run_forever, name=f"agentmesh-{self.name}-loop", daemon=True
@@ -224,6 +228,11 @@ class AgentHost:
                 asyncio.run_coroutine_threadsafe(job, self.loop).result()
         assert fold.task is not None  # a task always ends with a status event
         return fold.task.SerializeToString()
+
+    def handle_batch(self, raws: list[bytes]) -> Iterator[Answers]:
+        """Serve several skill-call messages at once (``call_batch.CallBatcher`` sends them),
+        as a Ray streaming generator of answers as they finish."""
+        yield from serve_threads(self._pool, self.handle, raws)
 
     def stream(self, raw: bytes) -> Iterator[bytes]:
         """Serve one skill-call message as a stream of serialised A2A events (a Ray streaming

@@ -32,6 +32,7 @@ from a2a.types import (
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 
+from agentmesh._private.call_batch import Answers, serve_async
 from agentmesh._private.router import Peer
 from agentmesh.errors import (
     AgentMeshError,
@@ -156,6 +157,12 @@ class RemoteAgentHost:
             for part in artifact.parts:
                 set_part_label(part, label)
         return answer.SerializeToString()
+
+    async def handle_batch(self, raws: list[bytes]) -> AsyncGenerator[Answers, None]:
+        """Serve several skill-call messages at once, answers as they finish (see
+        ``call_batch``)."""
+        async for answers in serve_async(self.handle, raws):
+            yield answers
 
     async def stream(self, raw: bytes) -> AsyncGenerator[bytes, None]:
         """The task as events (the remote task is awaited whole, then replayed)."""

@@ -19,6 +19,7 @@ from pydantic import JsonValue
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
+from agentmesh._private.call_batch import CallBatcher
 from agentmesh._private.decisions import raise_for_decision
 from agentmesh._private.idempotency import IdempotencyScope
 from agentmesh._private.peer import Peer
@@ -74,6 +75,9 @@ class Router:
         self.vet = vet
         self.max_waiting = max_waiting
         self._batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, VetBatcher]] = (
+            WeakKeyDictionary()
+        )
+        self._callers: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, CallBatcher]] = (
             WeakKeyDictionary()
         )
         # (agent, task id, sender) -> (skill, replica) of each task that waits for input
@@ -138,9 +142,7 @@ class Router:
             )
         await self._vet_request(sender, agent, skill, message)
         with peer.pick(replica) as (replica, handle):
-            raw: bytes = await await_ray(
-                handle.handle.remote(message.SerializeToString()), what=f"agent {agent!r}"
-            )
+            raw = await self._caller(handle, agent).call(message.SerializeToString())
         task = Task.FromString(raw)
         text = a2a.task_text(task) if self.vet else None  # None: nothing to vet
         where = (agent, replica)
@@ -252,6 +254,13 @@ class Router:
         if id(guard) not in batchers:
             batchers[id(guard)] = VetBatcher(guard)
         return batchers[id(guard)]
+
+    def _caller(self, handle: ActorHandle, agent: str) -> CallBatcher:
+        """The call batcher of one replica's actor on the running loop."""
+        callers = self._callers.setdefault(asyncio.get_running_loop(), {})
+        if id(handle) not in callers:
+            callers[id(handle)] = CallBatcher(handle, what=f"agent {agent!r}")
+        return callers[id(handle)]
 
     async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
         guard = self.guard(sender)
