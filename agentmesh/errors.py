@@ -24,6 +24,7 @@ __all__ = [
     "ApprovalDenied",
     "ApprovalRequired",
     "BreakerOpenError",
+    "BudgetExceededError",
     "BudgetExhausted",
     "CardVerificationError",
     "CircuitOpen",
@@ -34,6 +35,7 @@ __all__ = [
     "MessageBlocked",
     "ModelError",
     "ModelNotFoundError",
+    "ModelTimeoutError",
     "NoApprovalPendingError",
     "NodeTimeoutError",
     "OutputValidationError",
@@ -431,6 +433,10 @@ class ModelError(RunError):
     """A model call failed."""
 
 
+class ModelTimeoutError(ModelError):
+    """A model did not answer within its route's ``timeout_s`` (and no fallback was left)."""
+
+
 class ScriptExhaustedError(ModelError):
     """A scripted test model was called more often than it had replies queued."""
 
@@ -492,6 +498,11 @@ class RunFailedError(RunError):
     def __init__(self, message: str, *, result: Any) -> None:
         super().__init__(message)
         self.result = result
+
+
+class BudgetExceededError(RunFailedError):
+    """A run spent its model budget (``Mesh.run(budget=...)``): no more nodes started, and
+    those left are failed with this reason (``resume_run`` with a larger budget goes on)."""
 
 
 # --- security denials ------------------------------------------------------------------------

@@ -26,7 +26,14 @@ from agentmesh._private import run_approval
 from agentmesh._private.idempotency import RUN_NODE
 from agentmesh._private.node_retry import NodeRetrier
 from agentmesh._private.schedule import schedule
-from agentmesh.errors import InputRequired, RunFailedError, RunPaused, UserError
+from agentmesh.errors import (
+    BudgetExceededError,
+    InputRequired,
+    RunFailedError,
+    RunPaused,
+    UserError,
+)
+from agentmesh.models import Budget, Usage
 from agentmesh.planner import Plan, PlanStep
 from agentmesh.protocols import a2a
 from agentmesh.provenance import Label, join_all, task_label
@@ -92,6 +99,7 @@ async def execute(
     checkpoint: Checkpoint | None = None,
     resumed: Sequence[NodeRecord] = (),
     retrier: NodeRetrier | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run ``plan`` (already validated into ``graph``) with ``send(agent, skill, args, ...)``.
 
@@ -103,8 +111,9 @@ async def execute(
     ``checkpoint`` hears of every node transition and of the end; ``resumed`` are records of
     an earlier run of this plan: the succeeded ones are kept as they are (outputs and labels
     flow downstream) and not run again; any other runs again with its approvals (answered or
-    not: see :func:`~agentmesh._private.run_approval.gate`). Raises RunFailedError if a node
-    failed, else RunPaused if a node waits for a human.
+    not: see :func:`~agentmesh._private.run_approval.gate`). Once the nodes' model usage is
+    past ``budget``, no node starts: each left fails with BudgetExceededError, and so does the
+    run. Raises RunFailedError if a node failed, else RunPaused if a node waits for a human.
     """
     run_id = run_id or uuid.uuid4().hex
     retrier = retrier or NodeRetrier(RetryPolicy.from_max_retries(0))
@@ -120,6 +129,7 @@ async def execute(
         labels[kept.step_id] = kept.label or Label.unknown(f"agent:{kept.agent}")
     save = checkpoint.node if checkpoint is not None else _no_checkpoint
     started = time.time()
+    spent = Usage.total_of([r.usage for r in records.values() if r.usage is not None])
 
     async def run_node(step: PlanStep) -> None:
         record = records[step.id]
@@ -171,6 +181,9 @@ async def execute(
         record.output = output
         record.error = None
         record.label = task_label(task) or Label.unknown(f"agent:{step.agent}")
+        if (used := a2a.task_usage(task)) is not None:
+            record.usage = Usage.model_validate(used)
+            spent.merge(record.usage)
         record.status = NodeStatus.SUCCEEDED
         outputs[step.id] = output
         labels[step.id] = record.label
@@ -178,10 +191,17 @@ async def execute(
     async def run_saved(step: PlanStep) -> None:
         """run_node between two checkpoints, with its node in context for the send."""
         RUN_NODE.set(step.id)
-        records[step.id].status = NodeStatus.RUNNING
-        await save(records[step.id])
+        record = records[step.id]
+        if budget is not None and (why := budget.exceeded(spent)) is not None:
+            record.status, record.ended_at = NodeStatus.FAILED, time.time()
+            record.error = ErrorInfo(type=BudgetExceededError.__name__, message=why)
+            record.errors.append(record.error)
+            await save(record)
+            return
+        record.status = NodeStatus.RUNNING
+        await save(record)
         await run_node(step)
-        await save(records[step.id])
+        await save(record)
 
     await schedule(graph, records, run_saved, save)
 
@@ -207,5 +227,7 @@ async def execute(
             for r in result.nodes
             if r.status is NodeStatus.FAILED and r.error is not None
         )
-        raise RunFailedError(f"run {run_id} failed: {failed}", result=result)
+        over = any(r.error and r.error.type == BudgetExceededError.__name__ for r in result.nodes)
+        error = BudgetExceededError if over else RunFailedError
+        raise error(f"run {run_id} failed: {failed}", result=result)
     return result

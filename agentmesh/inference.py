@@ -100,6 +100,16 @@ class GenerateResponse(BaseModel):
     finish_reason: str
     label: Label | None = None
     """Inside a mesh: the provenance of the output, that of everything the task had read."""
+    cached: bool = False
+    """Served from the model service's cache (``Mesh(model_cache=...)``): no tokens processed."""
+    version: str | None = None
+    """Inside a mesh: the registered version of the model that answered."""
+    digest: str | None = None
+    """Inside a mesh: the digest of its weights (see :mod:`agentmesh.models`)."""
+    cost: float = 0.0
+    """Inside a mesh: what the call cost at the model's registered prices (0 for a hit)."""
+    fallbacks: list[str] = Field(default_factory=list)
+    """The models a route tried first, which failed or timed out."""
 
 
 class ModelInfo(BaseModel):
@@ -234,6 +244,8 @@ class ScriptedModel(BaseModel):
     num_cpus: ClassVar[float] = 0  # it computes nothing; never block a CPU for it
     kind: Literal["scripted"] = "scripted"
     replies: list[ScriptedItem] = Field(default_factory=list)
+    delay_s: float = Field(default=0.0, ge=0.0)
+    """Seconds every call takes before it answers (a slow model, for timeouts)."""
     _next: int = PrivateAttr(default=0)
     _calls: list[GenerateRequest] = PrivateAttr(default_factory=list)
 
@@ -261,12 +273,13 @@ class ScriptedModel(BaseModel):
 
     def build(self, *, n_threads: int) -> ScriptedModel:
         """A fresh copy with the full queue (``n_threads`` is ignored)."""
-        return ScriptedModel(list(self.replies))
+        return ScriptedModel(list(self.replies), delay_s=self.delay_s)
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
         """Record the request and answer with the next queued item."""
         start = time.perf_counter()
         self._calls.append(request)
+        time.sleep(self.delay_s)
         if self._next >= len(self.replies):
             raise ScriptExhaustedError(
                 f"scripted model called {len(self._calls)} times but only "

@@ -21,7 +21,7 @@ from a2a.types import AgentCard, Message, StreamResponse, Task
 from pydantic import BaseModel, JsonValue
 from ray.actor import ActorHandle
 
-from agentmesh._private import mesh_security, model_calls
+from agentmesh._private import mesh_security
 from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.durable import DurableRuns, check_factory, open_store
 from agentmesh._private.mesh_actors import MeshActors, SecuritySetup
@@ -36,8 +36,9 @@ from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
 from agentmesh.breaker import BreakerPolicy, Breakers
-from agentmesh.errors import ConfigError, UnknownAgentError
+from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
+from agentmesh.models import ModelCache, ModelEntry, ModelRoute, Usage
 from agentmesh.planner import SkillInfo
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
@@ -62,7 +63,12 @@ class Mesh(MeshRuns):
     Args:
         agents: the agent classes; each becomes one Ray actor named by its ``name``.
         tools: MCP servers to connect once at start and keep open.
-        models: mesh models by name (``LlamaCppModel``, ``ScriptedModel``, ...).
+        models: mesh models by name: a backend spec (``LlamaCppModel``, ``ScriptedModel``,
+            ...) or a ``ModelEntry`` (the spec with a version, prices and capabilities).
+        routes: names that route model calls over several models (cheapest capable first,
+            fallback on error or timeout, a canary share); agents and planners may name a
+            route wherever they name a model. See :mod:`agentmesh.models`.
+        model_cache: turns on the model services' response cache (None: off).
         policy: a policy pack name under policies/, a YAML path, or a Policy.
         address: a Ray cluster to join; None starts an embedded local Ray.
         num_cpus: logical CPUs of the embedded Ray (ignored when joining a cluster).
@@ -104,7 +110,9 @@ class Mesh(MeshRuns):
         agents: Sequence[type[Agent]],
         *,
         tools: Sequence[McpServerConfig] = (),
-        models: Mapping[str, ModelSpec] | None = None,
+        models: Mapping[str, ModelSpec | ModelEntry] | None = None,
+        routes: Mapping[str, ModelRoute] | None = None,
+        model_cache: ModelCache | None = None,
         policy: str | Policy = "default",
         address: str | None = None,
         num_cpus: int | None = None,
@@ -127,8 +135,11 @@ class Mesh(MeshRuns):
         self.agent_classes = list(agents)
         self.remote_agents = list(remote_agents)
         self.servers = list(tools)
-        self.model_specs = dict(models or {})
-        check_models(agents, self.model_specs)
+        self.routes = dict(routes or {})
+        self.models = check_models(agents, models or {}, self.routes)
+        self.model_cache = model_cache
+        self.usage = Usage()
+        """The driver's own model calls (``generate``: planners, re-planners), summed."""
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.address = address
         self.num_cpus = num_cpus
@@ -188,7 +199,9 @@ class Mesh(MeshRuns):
             await self._actors.start(
                 self.agent_classes,
                 self.remote_agents,
-                self.model_specs,
+                self.models,
+                routes=self.routes,
+                model_cache=self.model_cache,
                 security=security,
                 start_timeout_s=self.start_timeout_s,
                 driver=USER,
@@ -299,13 +312,15 @@ class Mesh(MeshRuns):
         output: type[BaseModel] | None = None,
         max_attempts: int = 3,
     ) -> GenerateResponse | BaseModel:
-        """Run a mesh model directly (planners use this), through the model's breaker; with
-        ``output=`` a validated instance, re-prompted with the errors as
-        :meth:`Agent.generate` does."""
-        handle = self._actors.model(model)
+        """Run a mesh model (or route) directly (planners use this), through the model's
+        breaker, counted in :attr:`usage`; with ``output=`` a validated instance, re-prompted
+        with the errors as :meth:`Agent.generate` does."""
+        router = self._actors.model_router
+        if not router.knows(model):
+            raise UnknownModelError(f"no model or route {model!r}; configured: {router.names()}")
 
         async def send(request: GenerateRequest) -> GenerateResponse:
-            return await model_calls.generate(handle, model, request, breakers=self.breakers)
+            return await router.generate(model, request, breakers=self.breakers, usage=self.usage)
 
         if output is None:
             return await send(request)

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, JsonValue
 
+from agentmesh.models import Usage
 from agentmesh.planner import Plan
 from agentmesh.provenance import Label
 from agentmesh.retry import GiveUp
@@ -80,6 +81,8 @@ class NodeRecord(BaseModel):
     """The provenance of ``output`` (untrusted if the node read untrusted data)."""
     approvals: list[NodeApproval] = Field(default_factory=list)
     """The questions this node put to a human, answered or not, in order."""
+    usage: Usage | None = None
+    """The node's model calls (nested agents' included) when it succeeded; None: none."""
 
     @property
     def duration_s(self) -> float | None:
@@ -118,6 +121,20 @@ class RunResult(BaseModel):
             if node.step_id == step_id:
                 return node
         raise KeyError(f"no step {step_id!r} in run {self.run_id!r}")
+
+    @property
+    def usage(self) -> Usage:
+        """The model usage of the plan's nodes, summed: tokens, cost, cache hits and the
+        tokens they saved, per model version (the run summary's figures)."""
+        return Usage.total_of([n.usage for n in self.nodes if n.usage is not None])
+
+    def usage_by_agent(self) -> dict[str, Usage]:
+        """The model usage of the plan's nodes, per agent (a node counts its nested calls)."""
+        by_agent: dict[str, Usage] = {}
+        for node in self.nodes:
+            if node.usage is not None:
+                by_agent.setdefault(node.agent, Usage()).merge(node.usage)
+        return by_agent
 
     @property
     def paused(self) -> bool:

@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentmesh._private.tool_vetting import STATE_DIR_ENV
+from agentmesh.models import Usage
 from agentmesh.planner import Plan
 from agentmesh.protocols.mcp import ToolResult
 from agentmesh.results import NodeRecord, NodeStatus, PlanRevision
@@ -90,7 +91,13 @@ class RunInfo(BaseModel):
 
     def summary(self) -> RunSummary:
         done = sum(n.status is NodeStatus.SUCCEEDED for n in self.nodes)
+        usage = Usage.total_of([n.usage for n in self.nodes if n.usage is not None])
         return RunSummary(
+            model_calls=usage.calls,
+            tokens=usage.tokens,
+            cost=usage.cost,
+            cache_hits=usage.cache_hits,
+            saved_tokens=usage.saved_tokens,
             run_id=self.run_id,
             goal=self.goal,
             state=self.state,
@@ -113,6 +120,13 @@ class RunSummary(BaseModel):
     created_at: float
     updated_at: float
     factory: str | None = None
+    model_calls: int = 0
+    """The model usage of its nodes: calls (cache hits included), tokens processed, cost,
+    cache hits and the tokens they saved (see :class:`~agentmesh.models.Usage`)."""
+    tokens: int = 0
+    cost: float = 0.0
+    cache_hits: int = 0
+    saved_tokens: int = 0
 
 
 class LedgerEntry(BaseModel):

@@ -31,6 +31,7 @@ from agentmesh.protocols.a2a_answers import (
     task_result,
     task_text,
     task_timing,
+    task_usage,
 )
 from agentmesh.protocols.a2a_messages import (
     SkillCall,
@@ -63,6 +64,7 @@ __all__ = [
     "task_result",
     "task_text",
     "task_timing",
+    "task_usage",
     "value_json",
 ]
 

@@ -20,6 +20,7 @@ from agentmesh.protocols.a2a_tasks import (
     META_KEY,
     RESULT_ARTIFACT,
     TIMING,
+    USAGE,
     error_message,
     new_id,
     struct_json,
@@ -37,6 +38,7 @@ __all__ = [
     "task_result",
     "task_text",
     "task_timing",
+    "task_usage",
 ]
 
 
@@ -125,6 +127,15 @@ async def answer_skill_call(
 def task_text(task: Task) -> str:
     """Everything a task's artifacts say, as text, for the security scanner."""
     return "\n".join(part_text(part) for artifact in task.artifacts for part in artifact.parts)
+
+
+def task_usage(task: Task) -> dict[str, JsonValue] | None:
+    """The model usage the agent recorded for the task (``agentmesh.models.Usage`` as JSON),
+    or None if it made no model call."""
+    if USAGE not in task.metadata.fields:
+        return None
+    usage: dict[str, JsonValue] = struct_json(task.metadata)[USAGE]
+    return usage
 
 
 def task_timing(task: Task) -> tuple[float | None, float | None]:

@@ -42,6 +42,7 @@ __all__ = [
     "RESULT_ARTIFACT",
     "TERMINAL_STATES",
     "TIMING",
+    "USAGE",
     "apply_event",
     "artifact_event",
     "error_message",
@@ -64,6 +65,8 @@ META_KEY = "agentmesh"
 _META = META_KEY
 #: The task metadata key of the agent's own timing of a task (seconds since the epoch).
 TIMING = "agentmesh.timing"
+#: The task's model usage (``agentmesh.models.Usage`` as JSON), on its final status.
+USAGE = "agentmesh.usage"
 #: The name of the artifact that carries a skill's result.
 RESULT_ARTIFACT = "result"
 #: States after which a task never changes again.
@@ -178,15 +181,19 @@ def status_event(
     *,
     message: Message | None = None,
     timing: tuple[float, float] | None = None,
+    usage: dict[str, JsonValue] | None = None,
 ) -> StreamResponse:
     """A status update; ``timing`` (started, ended) goes to the task's metadata under
-    :data:`TIMING` (a key of its own: clients merge status metadata key by key)."""
+    :data:`TIMING` (a key of its own: clients merge status metadata key by key), the model
+    ``usage`` under :data:`USAGE`."""
     event = TaskStatusUpdateEvent(
         task_id=task_id, context_id=context_id, status=task_status(state, message)
     )
     if timing is not None:
         fields = event.metadata.fields[TIMING].struct_value.fields
         fields["started_at"].number_value, fields["ended_at"].number_value = timing
+    if usage:
+        event.metadata.fields[USAGE].struct_value.update(usage)
     return StreamResponse(status_update=event)
 
 

@@ -7,6 +7,15 @@ import agentmesh.agents
 import agentmesh.errors
 
 PUBLIC = {
+    "Budget",
+    "BudgetExceededError",
+    "Canary",
+    "ModelCache",
+    "ModelEntry",
+    "ModelRoute",
+    "ModelTimeoutError",
+    "ModelUsage",
+    "Usage",
     "USER",
     "ApprovalDenied",
     "ApprovalRequired",

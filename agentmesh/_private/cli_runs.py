@@ -60,9 +60,19 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _usage(s: RunSummary) -> str:
+    """Tokens processed, then cache hits of calls and the tokens they saved."""
+    if not s.model_calls:
+        return "-"
+    hits = f"{s.cache_hits}/{s.model_calls} cached" if s.cache_hits else "none cached"
+    saved = f", {s.saved_tokens} saved" if s.saved_tokens else ""
+    cost = f", cost {s.cost:.4g}" if s.cost else ""
+    return f"{s.tokens} ({hits}{saved}{cost})"
+
+
 def _runs_table(summaries: list[RunSummary]) -> Table:
     table = Table(title="Runs")
-    for column in ("run", "state", "goal", "nodes done", "created", "updated"):
+    for column in ("run", "state", "goal", "nodes done", "model tokens", "created", "updated"):
         table.add_column(column, overflow="fold")
     styles = {
         RunState.SUCCEEDED: "green",
@@ -78,6 +88,7 @@ def _runs_table(summaries: list[RunSummary]) -> Table:
             f"[{style}]{s.state}[/{style}]",
             goal,
             f"{s.nodes_done}/{s.nodes_total}",
+            _usage(s),
             _when(s.created_at),
             _when(s.updated_at),
         )

@@ -44,10 +44,14 @@ from agentmesh.executor import (
     Send,
     execute,
 )
+from agentmesh.models import Budget
 from agentmesh.planner import Plan, SkillInfo, validate_plan
 from agentmesh.runs import NodeCheckpoint, RunInfo, RunState, RunStore
 
 __all__ = ["DurableRuns", "check_factory", "check_run_id", "open_store"]
+
+#: A node that failed with one of these fails its run for good: no re-planning.
+_NOT_REPLANNED = frozenset({"ApprovalDenied", "BudgetExceededError"})
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -165,6 +169,7 @@ class DurableRuns:
         retrier: NodeRetrier,
         security: Sequence[ActorHandle],
         revise: Revise | None = None,
+        budget: Budget | None = None,
     ) -> RunResult:
         """Store the new run (every node pending), then execute it checkpointed."""
         now = time.time()
@@ -180,7 +185,9 @@ class DurableRuns:
         )
         await asyncio.to_thread(self.store.create_run, info)
         await self._ensure_ledger(security)
-        return await self._execute(plan, graph, send, run_id, retrier, [], [], revise, fresh=True)
+        return await self._execute(
+            plan, graph, send, run_id, retrier, [], [], revise, fresh=True, budget=budget
+        )
 
     async def resume(
         self,
@@ -191,8 +198,10 @@ class DurableRuns:
         retrier: NodeRetrier,
         security: Sequence[ActorHandle],
         revise: Revise | None = None,
+        budget: Budget | None = None,
     ) -> RunResult:
-        """Run what a stored run has not done: every node that did not succeed.
+        """Run what a stored run has not done: every node that did not succeed (``budget``
+        counts the kept nodes' usage too).
 
         Raises:
             UnknownRunError: the store has no such run.
@@ -210,7 +219,16 @@ class DurableRuns:
         await asyncio.to_thread(self.store.save_nodes, run_id, again)  # from pending again
         await self._ensure_ledger(security)
         return await self._execute(
-            info.plan, graph, send, run_id, retrier, kept, info.revisions, revise, fresh=False
+            info.plan,
+            graph,
+            send,
+            run_id,
+            retrier,
+            kept,
+            info.revisions,
+            revise,
+            fresh=False,
+            budget=budget,
         )
 
     async def answer(self, run_id: str, step_id: str, *, approve: bool, by: str) -> None:
@@ -242,6 +260,7 @@ class DurableRuns:
         revise: Revise | None,
         *,
         fresh: bool,
+        budget: Budget | None,
     ) -> RunResult:
         """Execute checkpointed; when the run fails and ``revise`` gives a revised plan, store
         it next to the one it replaces and go on with it (up to ``revise.max_replans``)."""
@@ -255,16 +274,17 @@ class DurableRuns:
                     retrier=retrier,
                     checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
                     resumed=kept,
+                    budget=budget,
                 )
             except RunFailedError as failed:
                 assert failed.result is not None
                 failed.result.revisions = list(revisions)
-                denied = any(
-                    n.error is not None and n.error.type == "ApprovalDenied"
+                final = any(  # a human's no, a spent budget: not failures to plan around
+                    n.error is not None and n.error.type in _NOT_REPLANNED
                     for n in failed.result.nodes
                 )
-                if revise is None or denied or len(revisions) >= revise.max_replans:
-                    raise  # a human's no is not a failure to plan around
+                if revise is None or final or len(revisions) >= revise.max_replans:
+                    raise
                 try:
                     revised = await revise(failed.result)
                 except AgentMeshError as exc:

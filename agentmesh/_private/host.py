@@ -22,9 +22,9 @@ from a2a.types import Message, StreamResponse, Task
 from pydantic import JsonValue
 from ray.actor import ActorHandle
 
-from agentmesh._private import model_calls
 from agentmesh._private.call_batch import Answers, serve_threads
 from agentmesh._private.grants import call_key, canonical
+from agentmesh._private.model_router import ModelRouter
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.skill_invoke import CONTEXT_ID
 from agentmesh._private.task_runner import TaskRunner
@@ -34,6 +34,7 @@ from agentmesh.agent import Agent
 from agentmesh.breaker import BreakerPolicy, Breakers
 from agentmesh.errors import AgentUnavailableError, ApprovalRequired, UnknownModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse
+from agentmesh.models import Usage
 from agentmesh.protocols import a2a
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import ToolInfo, ToolResult
@@ -63,6 +64,8 @@ class _HostContext:
         )
         if scope is not None:
             scope.absorb(task_label(task) or Label.unknown(f"agent:{agent}"))
+            if (used := a2a.task_usage(task)) is not None:  # the callee's model calls count
+                scope.usage.merge(Usage.model_validate(used))
         return result
 
     async def use_tool(self, tool: str, args: dict[str, JsonValue]) -> ToolResult:
@@ -112,17 +115,17 @@ class _HostContext:
         json_schema: dict[str, JsonValue] | None,
     ) -> GenerateResponse:
         name = model or self._host.agent.model
-        handle = self._host.models.get(name) if name else None
-        if handle is None or name is None:
+        models = self._host.models
+        if name is None or not models.knows(name):
             raise UnknownModelError(
-                f"agent {self._host.name!r} asked for model {name!r}; the mesh has "
-                f"{sorted(self._host.models)}"
+                f"agent {self._host.name!r} asked for model {name!r}; the mesh has {models.names()}"
             )
         request = GenerateRequest(
             prompt=prompt, system=system, max_tokens=max_tokens, stop=stop, json_schema=json_schema
         )
-        response = await model_calls.generate(handle, name, request, breakers=self._host.breakers)
-        scope = SCOPE.get(None)  # a model's output is as trusted as what the task has read
+        scope = SCOPE.get(None)  # the task's usage counts the call; its label the output
+        usage = scope.usage if scope is not None else None
+        response = await models.generate(name, request, breakers=self._host.breakers, usage=usage)
         response.label = scope.label if scope is not None else None
         return response
 
@@ -165,12 +168,12 @@ class AgentHost:
         self,
         agent_cls: type[Agent],
         *,
-        models: Mapping[str, ActorHandle],
+        models: ModelRouter,
         breaker: BreakerPolicy | None = None,
     ) -> None:
         self.agent = agent_cls()
         self.name = agent_cls.name
-        self.models = dict(models)
+        self.models = models
         self.breakers = Breakers(breaker)  # one per model this agent calls
         self.directory: dict[str, Peer] = {}
         self.router = Router(self.name, self.directory, None)

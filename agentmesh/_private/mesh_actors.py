@@ -21,6 +21,8 @@ from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.mesh_start import await_started, load_probe, spawn_agent
+from agentmesh._private.model_digest import weights_digest
+from agentmesh._private.model_router import ModelRouter, RoutedModel
 from agentmesh._private.model_service import launch_model_service
 from agentmesh._private.placement import remove_group
 from agentmesh._private.policy_schema import Policy
@@ -30,7 +32,7 @@ from agentmesh._private.security_actor import SecurityActor
 from agentmesh.agent import Agent
 from agentmesh.breaker import BreakerPolicy
 from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError, UnknownToolError
-from agentmesh.inference import ModelSpec
+from agentmesh.models import ModelCache, ModelEntry, ModelRoute
 from agentmesh.planner import SkillInfo
 from agentmesh.protocols import a2a
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
@@ -61,6 +63,7 @@ class MeshActors:
         self.security: dict[tuple[str, int], ActorHandle] = {}
         self.channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
         self.models: dict[str, ActorHandle] = {}
+        self.model_router = ModelRouter({}, {})
         self.agents: dict[str, tuple[ActorHandle, ...]] = {}  # each agent's replicas
         self.groups: list[PlacementGroup] = []  # the pack placement groups, removed at close
         self.nodes: dict[str, list[str]] = {}  # agent -> its replicas' nodes, as last seen
@@ -78,8 +81,10 @@ class MeshActors:
         self,
         agent_classes: Sequence[type[Agent]],
         remote_agents: Sequence[RemoteAgent],
-        model_specs: Mapping[str, ModelSpec],
+        model_specs: Mapping[str, ModelEntry],
         *,
+        routes: Mapping[str, ModelRoute] | None = None,
+        model_cache: ModelCache | None = None,
         security: SecuritySetup,
         start_timeout_s: float,
         driver: str,
@@ -90,20 +95,26 @@ class MeshActors:
         """Start every actor and join the agents; ``driver`` is the principal the router
         speaks as (no agent may take its name); ``replicas`` overrides agents' own counts.
         Ray restarts a dead agent ``max_restarts`` times; ``breaker`` is the policy of each
-        agent's per-model breakers."""
+        agent's per-model breakers. ``routes`` and ``model_cache``: see :mod:`agentmesh.models`."""
         self.setup = security
         # The security actor of the driver's node first: a tool server that cannot start
         # fails the mesh before any agent exists.
         driver_node = str(ray.get_runtime_context().get_node_id())
         await self.security_on(driver_node, security)
         self.check_declared_tools(agent_classes)
-        for name, spec in model_specs.items():
-            self.models[name] = launch_model_service(name, spec)
+        routed = {}
+        for name, entry in model_specs.items():
+            digest = await asyncio.to_thread(weights_digest, entry.spec)  # reads the weights
+            self.models[name] = launch_model_service(
+                name, entry.spec, cache=model_cache, digest=digest
+            )
+            routed[name] = RoutedModel(self.models[name], entry, digest)
+        self.model_router = ModelRouter(routed, routes or {})
         wants = self.wants
         for cls in agent_classes:
             count = replicas.get(cls.name, cls.replicas)
             self.agents[cls.name], group = spawn_agent(
-                cls, self.models, count=count, max_restarts=max_restarts, breaker=breaker
+                cls, self.model_router, count=count, max_restarts=max_restarts, breaker=breaker
             )
             if group is not None:
                 self.groups.append(group)
@@ -120,7 +131,7 @@ class MeshActors:
         # A model that cannot load fails the start, not the first agent that uses it.
         await await_started(
             {f"model {n!r}": load_probe(n, h) for n, h in self.models.items()},
-            {f"model {n!r}": f"num_cpus={s.num_cpus}" for n, s in model_specs.items()},
+            {f"model {n!r}": f"num_cpus={e.spec.num_cpus}" for n, e in model_specs.items()},
             timeout_s=start_timeout_s,
         )
         every = [  # (agent, replica's index, actor) for every replica of every agent

@@ -28,6 +28,7 @@ from agentmesh.breaker import Breakers
 from agentmesh.errors import ConfigError
 from agentmesh.executor import RunResult
 from agentmesh.inference import GenerateRequest, GenerateResponse
+from agentmesh.models import Budget
 from agentmesh.planner import Generate, Plan, Planner, Replanner, SkillInfo, validate_plan
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
@@ -145,6 +146,7 @@ class MeshRuns:
         rng: random.Random | None = None,
         run_id: str | None = None,
         max_replans: int = 1,
+        budget: Budget | None = None,
     ) -> RunResult:
         """Plan ``goal``, validate the plan, and execute its DAG; raises RunFailedError on failure.
 
@@ -156,7 +158,9 @@ class MeshRuns:
         ``RunResult.revisions``). The run is checkpointed in the run store after every node,
         under ``run_id`` (default: a fresh one), so :meth:`resume_run` can finish it if this
         process dies. Raises RunPaused (not a failure) when nodes wait for a human's approval:
-        answer with :meth:`approve_run`, from this process or another.
+        answer with :meth:`approve_run`, from this process or another. Past ``budget`` (the
+        nodes' model tokens or cost) no more nodes start and the run fails with
+        BudgetExceededError; ``RunResult.usage`` sums what its nodes' models used.
         """
         router = self._ready()
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
@@ -173,6 +177,7 @@ class MeshRuns:
             retrier=retrier,
             security=list(self._actors.security.values()),
             revise=revise,
+            budget=budget,
         )
 
     async def resume_run(
@@ -184,13 +189,15 @@ class MeshRuns:
         rng: random.Random | None = None,
         planner: Planner | None = None,
         max_replans: int = 1,
+        budget: Budget | None = None,
     ) -> RunResult:
         """Finish a stored run (its driver died, or it failed): the stored plan is validated
         against this mesh's skills, succeeded nodes keep their outputs and labels, and every
         other node runs again; side-effecting tool calls already made are not repeated (their
         recorded results come back). With a re-planning ``planner``, a node that fails for
-        good is re-planned as in :meth:`run` (re-plans before the resume count). Raises
-        RunFailedError if it fails again.
+        good is re-planned as in :meth:`run` (re-plans before the resume count); ``budget``
+        as in :meth:`run`, the kept nodes' usage counted. Raises RunFailedError if it fails
+        again.
 
         Raises:
             UnknownRunError: no run of that id in the run store.
@@ -207,6 +214,7 @@ class MeshRuns:
             retrier=retrier,
             security=list(self._actors.security.values()),
             revise=PlannerRevise.of(planner, catalog, self.generate, max_replans),
+            budget=budget,
         )
 
     async def approve_run(
@@ -218,6 +226,7 @@ class MeshRuns:
         by: str = USER,
         planner: Planner | None = None,
         max_replans: int = 1,
+        budget: Budget | None = None,
     ) -> RunResult:
         """Answer what node ``step_id`` of a paused run asks (the run may have been started by
         another process, since gone), then resume the run: a yes runs the node again with its
@@ -230,7 +239,9 @@ class MeshRuns:
         """
         self._ready()
         await self._durable().answer(run_id, step_id, approve=approve, by=check_principal(by))
-        return await self.resume_run(run_id, planner=planner, max_replans=max_replans)
+        return await self.resume_run(
+            run_id, planner=planner, max_replans=max_replans, budget=budget
+        )
 
     def _retrier(
         self, retry: RetryPolicy | None, max_retries: int | None, rng: random.Random | None

@@ -16,6 +16,7 @@ from ray.actor import ActorHandle
 from ray.util.placement_group import PlacementGroup
 
 from agentmesh._private.host import CONTROL_THREADS, AgentHost, host_slots
+from agentmesh._private.model_router import ModelRouter, check_routes
 from agentmesh._private.placement import replica_options
 from agentmesh._private.router import await_ray
 from agentmesh.agent import Agent
@@ -28,6 +29,7 @@ from agentmesh.errors import (
     UnknownModelError,
 )
 from agentmesh.inference import ModelInfo, ModelSpec
+from agentmesh.models import ModelEntry, ModelRoute, as_entry
 from agentmesh.remote import RemoteAgent
 
 __all__ = [
@@ -58,13 +60,22 @@ def check_agents(agents: Sequence[type[Agent]], remote_agents: Sequence[RemoteAg
         raise ConfigError("'user' is the driver's principal and cannot name an agent")
 
 
-def check_models(agents: Sequence[type[Agent]], model_specs: Mapping[str, ModelSpec]) -> None:
-    """UnknownModelError for an agent whose model the mesh does not configure."""
+def check_models(
+    agents: Sequence[type[Agent]],
+    models: Mapping[str, ModelSpec | ModelEntry],
+    routes: Mapping[str, ModelRoute],
+) -> dict[str, ModelEntry]:
+    """The models as registry entries; UnknownModelError for an agent whose model is neither
+    a model nor a route of the mesh, ConfigError for a route that names a missing model."""
+    entries = {name: as_entry(spec) for name, spec in models.items()}
+    check_routes(entries, routes)
+    known = sorted([*entries, *routes])
     for cls in agents:
-        if cls.model is not None and cls.model not in model_specs:
+        if cls.model is not None and cls.model not in known:
             raise UnknownModelError(
-                f"agent {cls.name!r} uses model {cls.model!r}; configured: {sorted(model_specs)}"
+                f"agent {cls.name!r} uses model {cls.model!r}; configured: {known}"
             )
+    return entries
 
 
 def check_replicas(agents: Sequence[type[Agent]], replicas: Mapping[str, int]) -> dict[str, int]:
@@ -80,7 +91,7 @@ def check_replicas(agents: Sequence[type[Agent]], replicas: Mapping[str, int]) -
 
 def spawn_agent(
     cls: type[Agent],
-    models: Mapping[str, ActorHandle],
+    models: ModelRouter,
     *,
     count: int = 1,
     max_restarts: int = 0,
@@ -102,7 +113,7 @@ def spawn_agent(
                 max_concurrency=host_slots(cls) + CONTROL_THREADS,
                 max_restarts=max_restarts,
                 **opts,
-            ).remote(cls, models=dict(models), breaker=breaker),
+            ).remote(cls, models=models, breaker=breaker),
         )
         for opts in options
     )

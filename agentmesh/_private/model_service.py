@@ -13,6 +13,7 @@ from typing import cast
 import ray
 from ray.actor import ActorHandle
 
+from agentmesh._private.model_cache import ResponseCache
 from agentmesh.errors import AgentMeshError, ModelError
 from agentmesh.inference import (
     GenerateRequest,
@@ -22,6 +23,7 @@ from agentmesh.inference import (
     ModelSpec,
     ScriptedModel,
 )
+from agentmesh.models import ModelCache
 
 __all__ = ["ModelService", "granted_cpus", "launch_model_service"]
 
@@ -39,12 +41,13 @@ def granted_cpus() -> int:
 class ModelService:
     """Serves one model: builds the backend from its spec and answers one request at a time."""
 
-    def __init__(self, name: str, spec: ModelSpec) -> None:
+    def __init__(self, name: str, spec: ModelSpec, *, cache: ResponseCache | None = None) -> None:
         self._name = name
         self._spec = spec
         self._n_threads = granted_cpus()
         self._backend = spec.build(n_threads=self._n_threads)
         self._served = 0
+        self._cache = cache
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
         """Run the request; any failure comes back as an agentmesh error with its cause.
@@ -52,6 +55,13 @@ class ModelService:
         ``duration_s`` is set to the service's own wall time, the same measure for every backend.
         """
         start = time.perf_counter()
+        cache = self._cache
+        key = cache.key(request) if cache is not None else None
+        if cache is not None and key is not None and (hit := cache.get(key)) is not None:
+            self._served += 1
+            return hit.model_copy(
+                update={"cached": True, "duration_s": time.perf_counter() - start}
+            )
         try:
             response = self._backend.generate(request)
         except AgentMeshError:
@@ -61,7 +71,10 @@ class ModelService:
             raise ModelError(f"model {self._name!r} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self._served += 1
-        return response.model_copy(update={"duration_s": time.perf_counter() - start})
+        response = response.model_copy(update={"duration_s": time.perf_counter() - start})
+        if cache is not None and key is not None:
+            cache.put(key, response)
+        return response
 
     def calls(self) -> list[GenerateRequest]:
         """Requests a scripted model received ([] for real models, which keep no log)."""
@@ -91,17 +104,20 @@ class ModelService:
 _RemoteModelService = ray.remote(ModelService)
 
 
-def launch_model_service(name: str, spec: ModelSpec) -> ActorHandle:
+def launch_model_service(
+    name: str, spec: ModelSpec, *, cache: ModelCache | None = None, digest: str = ""
+) -> ActorHandle:
     """Check the spec in the driver, then start the model's actor (not waiting for the load).
 
     A missing weights file raises :class:`ModelNotFoundError` here, not a RayActorError on the
-    first call. ``max_concurrency=1``: a model generates one request at a time.
+    first call. ``max_concurrency=1``: a model generates one request at a time. ``cache``
+    turns on its response cache, keyed by the weights ``digest`` among the rest.
     """
     spec.check()
     if isinstance(spec, LlamaCppModel):
         # Absolute and assembled here: the actor's working directory may differ.
         spec = spec.model_copy(update={"path": spec.resolve_path()})
     handle = _RemoteModelService.options(num_cpus=spec.num_cpus, max_concurrency=1).remote(
-        name, spec
+        name, spec, cache=ResponseCache(cache, digest) if cache is not None else None
     )
     return cast(ActorHandle, handle)

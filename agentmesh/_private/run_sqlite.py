@@ -38,6 +38,19 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteRunStore"]
 APPLICATION_ID: Final = 0x414D5253
 SCHEMA_VERSION: Final = 1
 _REVISIONS = TypeAdapter(list[PlanRevision])
+#: Each run's model usage, summed in SQLite over its nodes' records (``NodeRecord.usage``).
+_USAGE_COLUMNS = ("model_calls", "tokens", "cost", "cache_hits", "saved_tokens")
+_USAGE_BY_RUN = """
+SELECT n.run_id,
+    total(json_extract(m.value, '$.calls')) AS model_calls,
+    total(json_extract(m.value, '$.prompt_tokens') + json_extract(m.value, '$.completion_tokens'))
+        AS tokens,
+    total(json_extract(m.value, '$.cost')) AS cost,
+    total(json_extract(m.value, '$.cache_hits')) AS cache_hits,
+    total(json_extract(m.value, '$.saved_tokens')) AS saved_tokens
+FROM nodes n, json_each(n.record, '$.usage.models') m
+GROUP BY n.run_id
+"""
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -193,6 +206,7 @@ class SqliteRunStore(SqliteFile):
                 " AND n.status = 'succeeded') AS done FROM runs r"
                 " ORDER BY r.updated_at DESC, r.run_id"
             ).fetchall()
+            used = {row["run_id"]: row for row in db.execute(_USAGE_BY_RUN).fetchall()}
         summaries = []
         for row in rows:
             try:
@@ -210,6 +224,7 @@ class SqliteRunStore(SqliteFile):
                     created_at=row["created_at"],
                     updated_at=row["updated_at"],
                     factory=row["factory"],
+                    **{k: used[row["run_id"]][k] for k in _USAGE_COLUMNS if row["run_id"] in used},
                 )
             )
         return summaries

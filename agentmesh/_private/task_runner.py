@@ -173,10 +173,13 @@ class TaskRunner:
         """The task's final event: canceled, completed, input-required or failed."""
         task_id, context_id = task.task_id, task.context_id
         timing = (task.started, time.time())
+        usage = task.scope.usage if task.scope is not None else None
         if task.canceled:
             emit(status_event(task_id, context_id, TaskState.TASK_STATE_CANCELED, timing=timing))
         elif error is None:
-            emit(status_event(task_id, context_id, TaskState.TASK_STATE_COMPLETED, timing=timing))
+            used = usage.model_dump(mode="json") if usage and usage.models else None
+            state = TaskState.TASK_STATE_COMPLETED
+            emit(status_event(task_id, context_id, state, timing=timing, usage=used))
         elif isinstance(error, InputRequired | ApprovalRequired):
             approval, tool = None, ""
             if isinstance(error, ApprovalRequired):  # asks the human: this exact call, once?

@@ -29,6 +29,7 @@ from agentmesh._private.idempotency import (
 from agentmesh._private.redact import redact
 from agentmesh.errors import ApprovalDenied, ApprovalRequired, InputRequired, UserError
 from agentmesh.grants import ToolGrant
+from agentmesh.models import Usage
 from agentmesh.protocols.a2a_tasks import META_KEY
 from agentmesh.protocols.mcp import ToolResult
 from agentmesh.provenance import Label, message_label, set_part_label
@@ -78,6 +79,8 @@ class TaskScope:
     remembers this run read from untrusted sources (the exfiltration copy check)."""
     idempotency: IdempotencyScope | None = None
     """The run node this task works for (None outside a plan run): keys its tool calls."""
+    usage: Usage = field(default_factory=Usage)
+    """The task's model calls, its nested agent calls' included (reported on its end)."""
 
     def __post_init__(self) -> None:
         if self.origin is None:
