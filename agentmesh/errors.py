@@ -33,6 +33,7 @@ __all__ = [
     "GenerateArgumentsError",
     "InputRequired",
     "MessageBlocked",
+    "ModelBusyError",
     "ModelError",
     "ModelNotFoundError",
     "ModelTimeoutError",
@@ -431,6 +432,10 @@ class ToolResultTooLargeError(ToolError):
 
 class ModelError(RunError):
     """A model call failed."""
+
+
+class ModelBusyError(ModelError):
+    """A model replica refused a request: as many as its ``max_queue`` already wait for it."""
 
 
 class ModelTimeoutError(ModelError):

@@ -350,9 +350,9 @@ class Mesh(MeshRuns):
             raise UnknownAgentError(agent, known=list(self._actors.agents))
         return await mesh_security.reset_breaker(self._actors.security.values(), agent)
 
-    def model_handle(self, name: str) -> ActorHandle:
-        """The model service actor of ``name`` (tests read a scripted model's calls from it)."""
-        return self._actors.model(name)
+    def model_handle(self, name: str, replica: int = 0) -> ActorHandle:
+        """A model service actor of ``name`` (tests read a scripted model's calls from it)."""
+        return self._actors.model(name, replica)
 
     def agent_handle(self, name: str) -> ActorHandle:
         """The actor of agent ``name`` (for fault-injection tests and operations)."""

@@ -60,6 +60,13 @@ class ModelEntry(BaseModel):
     """Whether it can answer with tool calls."""
     structured: bool = True
     """Whether it can answer to a JSON schema."""
+    replicas: int = Field(default=1, ge=1)
+    """Model service actors (each holds the weights and ``spec.num_cpus``); a call goes to the
+    one with the fewest of its caller's calls in flight, and on to another if that one is dead
+    or full, so a slow or dead replica does not stall the rest. Each keeps its own cache."""
+    max_queue: int = Field(default=64, ge=0)
+    """Requests one replica holds waiting beyond the one it generates; past it the replica
+    refuses at once (ModelBusyError), so a route falls back instead of queueing for ever."""
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """What a call with these token counts cost."""

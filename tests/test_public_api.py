@@ -7,6 +7,7 @@ import agentmesh.agents
 import agentmesh.errors
 
 PUBLIC = {
+    "ModelBusyError",
     "Budget",
     "BudgetExceededError",
     "Canary",

@@ -62,7 +62,7 @@ class MeshActors:
         # keyed (node, member): each holds its own MCP sessions and vets its principals.
         self.security: dict[tuple[str, int], ActorHandle] = {}
         self.channels: dict[tuple[str, int], str | None] = {}  # -> its tool socket
-        self.models: dict[str, ActorHandle] = {}
+        self.models: dict[str, tuple[ActorHandle, ...]] = {}  # each model's replicas
         self.model_router = ModelRouter({}, {})
         self.agents: dict[str, tuple[ActorHandle, ...]] = {}  # each agent's replicas
         self.groups: list[PlacementGroup] = []  # the pack placement groups, removed at close
@@ -105,10 +105,14 @@ class MeshActors:
         routed = {}
         for name, entry in model_specs.items():
             digest = await asyncio.to_thread(weights_digest, entry.spec)  # reads the weights
-            self.models[name] = launch_model_service(
-                name, entry.spec, cache=model_cache, digest=digest
+            services = tuple(
+                launch_model_service(
+                    name, entry.spec, cache=model_cache, digest=digest, max_queue=entry.max_queue
+                )
+                for _ in range(entry.replicas)
             )
-            routed[name] = RoutedModel(self.models[name], entry, digest)
+            self.models[name] = services
+            routed[name] = RoutedModel(services, entry, digest)
         self.model_router = ModelRouter(routed, routes or {})
         wants = self.wants
         for cls in agent_classes:
@@ -129,9 +133,12 @@ class MeshActors:
             self.agents[name] = (handle,)
             wants[name] = f"remote agent at {remote.url}"
         # A model that cannot load fails the start, not the first agent that uses it.
+        loading = [
+            (f"model {n!r} #{i}", n, h) for n, hs in self.models.items() for i, h in enumerate(hs)
+        ]
         await await_started(
-            {f"model {n!r}": load_probe(n, h) for n, h in self.models.items()},
-            {f"model {n!r}": f"num_cpus={e.spec.num_cpus}" for n, e in model_specs.items()},
+            {key: load_probe(n, h) for key, n, h in loading},
+            {key: f"num_cpus={model_specs[n].spec.num_cpus}" for key, n, _ in loading},
             timeout_s=start_timeout_s,
         )
         every = [  # (agent, replica's index, actor) for every replica of every agent
@@ -251,11 +258,11 @@ class MeshActors:
                         f"offers; tools: {offered}"
                     )
 
-    def model(self, name: str) -> ActorHandle:
-        """The model service actor of ``name``; UnknownModelError naming the configured ones."""
+    def model(self, name: str, replica: int = 0) -> ActorHandle:
+        """A model service actor of ``name``; UnknownModelError naming the configured ones."""
         if name not in self.models:
             raise UnknownModelError(f"no model {name!r}; configured: {sorted(self.models)}")
-        return self.models[name]
+        return self.models[name][replica]
 
     def agent(self, name: str) -> ActorHandle:
         """The actor of agent ``name`` (its first replica); UnknownAgentError naming the known
@@ -289,7 +296,8 @@ class MeshActors:
                 asyncio.gather(*(a.close.remote() for a in self.security.values())), timeout=10
             )
         replicas = [h for handles in self.agents.values() for h in handles]
-        for handle in [*replicas, *self.models.values(), *self.security.values()]:
+        models = [h for handles in self.models.values() for h in handles]
+        for handle in [*replicas, *models, *self.security.values()]:
             ray.kill(handle)
         for group in self.groups:
             remove_group(group)

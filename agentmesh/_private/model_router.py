@@ -13,7 +13,8 @@ import asyncio
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ray.actor import ActorHandle
 
@@ -23,6 +24,7 @@ from agentmesh.errors import (
     AgentUnavailableError,
     BreakerOpenError,
     ConfigError,
+    ModelBusyError,
     ModelError,
     ModelTimeoutError,
     UnknownModelError,
@@ -37,13 +39,47 @@ __all__ = ["ModelRouter", "RoutedModel", "check_routes", "in_canary"]
 FALLBACK_ON = (ModelError, BreakerOpenError, AgentUnavailableError)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class RoutedModel:
-    """A running registered model: its service actor, entry and weights digest."""
+    """A running registered model: its service replicas, entry and weights digest, and how
+    many of this process's calls each replica has in flight."""
 
-    handle: ActorHandle
+    handles: tuple[ActorHandle, ...]
     entry: ModelEntry
     digest: str
+    _load: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._load = [0] * len(self.handles)
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy in another process starts idle
+        return {"handles": self.handles, "entry": self.entry, "digest": self.digest}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def order(self) -> list[int]:
+        """The replicas, least loaded first (ties: in order)."""
+        return sorted(range(len(self.handles)), key=self._load.__getitem__)
+
+    async def generate(
+        self, name: str, request: GenerateRequest, breakers: Breakers | None
+    ) -> GenerateResponse:
+        """One call, on the least loaded replica; on to the next one while a replica is dead
+        or full (any other error is the model's answer)."""
+        replicas = self.order()
+        for replica in replicas:
+            self._load[replica] += 1
+            try:
+                handle = self.handles[replica]
+                return await model_calls.generate(handle, name, request, breakers=breakers)
+            except (AgentUnavailableError, ModelBusyError):
+                if replica == replicas[-1]:
+                    raise
+            finally:
+                self._load[replica] -= 1
+        raise AssertionError("unreachable: a model has at least one replica")
 
 
 def check_routes(models: Mapping[str, ModelEntry], routes: Mapping[str, ModelRoute]) -> None:
@@ -116,7 +152,7 @@ class ModelRouter:
             routed = self.models[model]
             started = time.perf_counter()
             try:
-                call = model_calls.generate(routed.handle, model, request, breakers=breakers)
+                call = routed.generate(model, request, breakers)
                 response = await asyncio.wait_for(call, timeout) if timeout else await call
             except (TimeoutError, *FALLBACK_ON) as exc:
                 _count(usage, model, routed, failed=1, latency_s=time.perf_counter() - started)
