@@ -201,6 +201,10 @@ class Usage(BaseModel):
         return int(self._sum("calls"))
 
     @property
+    def failed(self) -> int:
+        return int(self._sum("failed"))
+
+    @property
     def tokens(self) -> int:
         """Prompt and completion tokens the models processed (cache hits not counted)."""
         return int(self._sum("prompt_tokens") + self._sum("completion_tokens"))

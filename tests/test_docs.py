@@ -34,6 +34,15 @@ def test_readme_structured_output_example_runs(
     ]
 
 
+def test_readme_models_example_runs(ray_session: None, capsys: pytest.CaptureFixture[str]) -> None:
+    [example] = [block for block in python_blocks() if "ModelRoute(" in block]
+    exec(compile(example, str(README), "exec"), {"__name__": "readme_models"})
+    assert capsys.readouterr().out.splitlines() == [
+        "['long summary', 'short summary']",
+        "2 answered, 1 failed, cost 0.0066",
+    ]
+
+
 def test_readme_placement_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     [example] = [block for block in python_blocks() if 'strategy="spread"' in block]
     scope: dict[str, object] = {"__name__": "readme_placement"}
