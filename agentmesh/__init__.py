@@ -6,6 +6,7 @@ local models, and executes planned task DAGs. Everything listed in ``__all__`` i
 """
 
 from agentmesh._private.exfiltration import OutboundFinding, check_outbound
+from agentmesh._private.record_sqlite import SqliteRecorder
 from agentmesh._private.redact import redact
 from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.a2a_gateway import (
@@ -123,6 +124,7 @@ from agentmesh.planner import (
 )
 from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, ToolInfo, ToolResult
 from agentmesh.provenance import Label, Trust
+from agentmesh.recording import Recorder, RunEvent
 from agentmesh.remote import RemoteAgent
 from agentmesh.results import (
     ErrorInfo,
@@ -221,12 +223,14 @@ __all__ = [
     "PolicyError",
     "QuarantineItem",
     "RateLimited",
+    "Recorder",
     "RemoteAgent",
     "RemoteAgentError",
     "Replanner",
     "Resources",
     "RetryPolicy",
     "RunError",
+    "RunEvent",
     "RunFailedError",
     "RunFinishedError",
     "RunInfo",
@@ -247,6 +251,7 @@ __all__ = [
     "SkillInfo",
     "SkillInputError",
     "SkillOutputError",
+    "SqliteRecorder",
     "SqliteRunStore",
     "StdioServer",
     "TaskCanceledError",

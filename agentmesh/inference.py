@@ -110,6 +110,8 @@ class GenerateResponse(BaseModel):
     """Inside a mesh: what the call cost at the model's registered prices (0 for a hit)."""
     fallbacks: list[str] = Field(default_factory=list)
     """The models a route tried first, which failed or timed out."""
+    served_by: str | None = None
+    """Inside a mesh: the name of the registered model that answered (a route's choice)."""
 
 
 class ModelInfo(BaseModel):

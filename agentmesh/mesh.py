@@ -30,6 +30,7 @@ from agentmesh._private.mesh_start import check_agents, check_models, check_repl
 from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.principal import NAMED_USER, USER, check_principal
 from agentmesh._private.ray_init import ensure_ray
+from agentmesh._private.record_sqlite import open_recorder
 from agentmesh._private.router import Router
 from agentmesh._private.structured import generate_output
 from agentmesh._private.tool_vetting import default_pins_path
@@ -42,6 +43,7 @@ from agentmesh.models import ModelCache, ModelEntry, ModelRoute, Usage
 from agentmesh.planner import SkillInfo
 from agentmesh.protocols.a2a_tasks import apply_event
 from agentmesh.protocols.mcp import McpServerConfig, ToolInfo
+from agentmesh.recording import Recorder, RunEvent
 from agentmesh.remote import RemoteAgent
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
@@ -103,6 +105,9 @@ class Mesh(MeshRuns):
             ``$AGENTMESH_STATE_DIR/runs.db``, else ``./.agentmesh/runs.db``.
         factory: ``package.module:function`` returning a Mesh like this one, recorded with
             each run, so ``agentmesh resume RUN_ID`` can rebuild the mesh in a new process.
+        record: keep a flight recording of every run (see :mod:`agentmesh.recording`).
+        recorder: where recordings go: a Recorder, or the path of a SQLite file; default
+            ``$AGENTMESH_STATE_DIR/recordings.db``, else ``./.agentmesh/recordings.db``.
     """
 
     def __init__(
@@ -130,6 +135,8 @@ class Mesh(MeshRuns):
         replicas: Mapping[str, int] | None = None,
         run_store: RunStore | str | os.PathLike[str] | None = None,
         factory: str | None = None,
+        record: bool = True,
+        recorder: Recorder | str | os.PathLike[str] | None = None,
     ) -> None:
         check_agents(agents, remote_agents)
         self.agent_classes = list(agents)
@@ -167,6 +174,7 @@ class Mesh(MeshRuns):
         self.replicas = check_replicas(agents, replicas or {})
         self.run_store = open_store(run_store)  # a default path is resolved here, like audit
         self.factory = check_factory(factory)
+        self.recorder = open_recorder(recorder) if record else None
         self._runs: DurableRuns | None = None
         self._started_ray = False
         self._actors = MeshActors()
@@ -327,6 +335,10 @@ class Mesh(MeshRuns):
         return await generate_output(send, request, output, max_attempts=max_attempts, model=model)
 
     # --- inspection --------------------------------------------------------------------------
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        """A run's flight recording, in order ([] if it was not recorded)."""
+        return self.recorder.events(run_id) if self.recorder is not None else []
 
     async def decisions(self) -> list[Decision]:
         """Every decision the security actors have recorded, in time order."""

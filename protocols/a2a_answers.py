@@ -18,6 +18,7 @@ from agentmesh import errors
 from agentmesh.protocols.a2a_messages import SkillCall, parse_skill_call, part_text
 from agentmesh.protocols.a2a_tasks import (
     META_KEY,
+    RECORD,
     RESULT_ARTIFACT,
     TIMING,
     USAGE,
@@ -35,6 +36,7 @@ __all__ = [
     "completed_task",
     "failed_task",
     "status_error",
+    "task_events",
     "task_result",
     "task_text",
     "task_timing",
@@ -136,6 +138,14 @@ def task_usage(task: Task) -> dict[str, JsonValue] | None:
         return None
     usage: dict[str, JsonValue] = struct_json(task.metadata)[USAGE]
     return usage
+
+
+def task_events(task: Task) -> list[dict[str, JsonValue]]:
+    """The events the agent recorded for the task (``agentmesh.recording.RunEvent`` as JSON)."""
+    if RECORD not in task.metadata.fields:
+        return []
+    events: list[dict[str, JsonValue]] = struct_json(task.metadata)[RECORD]
+    return events
 
 
 def task_timing(task: Task) -> tuple[float | None, float | None]:

@@ -39,6 +39,7 @@ from agentmesh import errors
 __all__ = [
     "FINAL_STATES",
     "META_KEY",
+    "RECORD",
     "RESULT_ARTIFACT",
     "TERMINAL_STATES",
     "TIMING",
@@ -67,6 +68,8 @@ _META = META_KEY
 TIMING = "agentmesh.timing"
 #: The task's model usage (``agentmesh.models.Usage`` as JSON), on its final status.
 USAGE = "agentmesh.usage"
+#: The task's recorded events (``agentmesh.recording.RunEvent`` as JSON), on its final status.
+RECORD = "agentmesh.record"
 #: The name of the artifact that carries a skill's result.
 RESULT_ARTIFACT = "result"
 #: States after which a task never changes again.
@@ -182,10 +185,11 @@ def status_event(
     message: Message | None = None,
     timing: tuple[float, float] | None = None,
     usage: dict[str, JsonValue] | None = None,
+    record: list[dict[str, JsonValue]] | None = None,
 ) -> StreamResponse:
     """A status update; ``timing`` (started, ended) goes to the task's metadata under
     :data:`TIMING` (a key of its own: clients merge status metadata key by key), the model
-    ``usage`` under :data:`USAGE`."""
+    ``usage`` under :data:`USAGE`, its recorded events under :data:`RECORD`."""
     event = TaskStatusUpdateEvent(
         task_id=task_id, context_id=context_id, status=task_status(state, message)
     )
@@ -194,6 +198,8 @@ def status_event(
         fields["started_at"].number_value, fields["ended_at"].number_value = timing
     if usage:
         event.metadata.fields[USAGE].struct_value.update(usage)
+    if record:
+        event.metadata.fields[RECORD].list_value.extend(record)
     return StreamResponse(status_update=event)
 
 

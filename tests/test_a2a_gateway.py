@@ -54,6 +54,7 @@ from agentmesh.a2a_gateway import (
     build_a2a_app,
     serve_a2a,
 )
+from agentmesh.protocols.a2a_tasks import RECORD
 
 from .mesh_agents import INJECTION
 
@@ -137,6 +138,16 @@ async def test_echo_completes_with_the_result_artifact(app: Starlette) -> None:
     assert _result(task) == "hi hi"
     # a lone text part fills a skill's only required str parameter
     assert _result(await _send(app, BOB, _call("echo", text="plain"))) == "plain"
+
+
+async def test_what_agents_did_inside_stays_inside(app: Starlette) -> None:
+    # the echo agent's nested call is flight-recorded in its task's final status: the mesh's
+    # driver reads it there, an outside caller never sees it
+    forward = _call("forward", {"agent": "left", "skill": "echo", "text": "inside"})
+    task = await _send(app, ALICE, forward)
+    assert _result(task) == "inside"
+    assert RECORD not in task.metadata.fields
+    assert RECORD not in task.status.message.metadata.fields
 
 
 async def test_the_card_declares_security_and_only_granted_skills(app: Starlette) -> None:

@@ -7,6 +7,9 @@ import agentmesh.agents
 import agentmesh.errors
 
 PUBLIC = {
+    "Recorder",
+    "RunEvent",
+    "SqliteRecorder",
     "ModelBusyError",
     "Budget",
     "BudgetExceededError",

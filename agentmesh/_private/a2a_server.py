@@ -44,7 +44,7 @@ from agentmesh._private.a2a_calls import CallRefused, Grants, SkillTable, resolv
 from agentmesh.errors import AgentMeshError, outside_text
 from agentmesh.mesh import Mesh
 from agentmesh.protocols import a2a
-from agentmesh.protocols.a2a_tasks import TERMINAL_STATES, struct_of
+from agentmesh.protocols.a2a_tasks import RECORD, TERMINAL_STATES, struct_of
 
 __all__ = [
     "GatewayRequestHandler",
@@ -147,9 +147,12 @@ class MeshAgentExecutor(AgentExecutor):
 
 
 def _outside(event: Any) -> Any:
-    """The event as a client outside the mesh may see it: a failure's status message is
-    rewritten to its outside text (a security denial names its rule, never what it refused)
-    and keeps only the error's type and that text."""
+    """The event as a client outside the mesh may see it: without the mesh's flight-recorder
+    events (what the agents did inside: prompts, tool calls, decisions), and a failure's
+    status message rewritten to its outside text (a security denial names its rule, never
+    what it refused), keeping only the error's type and that text."""
+    if isinstance(event, Task | TaskStatusUpdateEvent) and RECORD in event.metadata.fields:
+        del event.metadata.fields[RECORD]
     if not (
         isinstance(event, TaskStatusUpdateEvent)
         and event.status.state == TaskState.TASK_STATE_FAILED

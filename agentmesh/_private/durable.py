@@ -26,8 +26,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from agentmesh._private.effect_ledger import RunLedger
 from agentmesh._private.idempotency import RUN_NODE, IdempotencyScope
 from agentmesh._private.node_retry import NodeRetrier
+from agentmesh._private.record_sink import SINK
 from agentmesh._private.router import await_ray
 from agentmesh._private.run_checkpoint import RunCheckpointer
+from agentmesh._private.run_recording import RunRecording
 from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import (
     AgentMeshError,
@@ -46,6 +48,7 @@ from agentmesh.executor import (
 )
 from agentmesh.models import Budget
 from agentmesh.planner import Plan, SkillInfo, validate_plan
+from agentmesh.recording import Recorder
 from agentmesh.runs import NodeCheckpoint, RunInfo, RunState, RunStore
 
 __all__ = ["DurableRuns", "check_factory", "check_run_id", "open_store"]
@@ -84,11 +87,19 @@ def open_store(store: RunStore | str | os.PathLike[str] | None) -> RunStore:
     return store
 
 
-def node_send(send: Send, run_id: str, store: RunStore, *, fresh: bool) -> Send:
+def node_send(
+    send: Send,
+    run_id: str,
+    store: RunStore,
+    *,
+    fresh: bool,
+    recording: RunRecording | None = None,
+) -> Send:
     """``send`` stamping each skill call with the run node it is made for (set by the
     executor around each node), so the node's tool calls get idempotency keys, and with the
     keys the ledger already holds for that node. Those are read once per attempt, except for
-    the first attempt of a node of a ``fresh`` run (one just created: its ledger is empty)."""
+    the first attempt of a node of a ``fresh`` run (one just created: its ledger is empty).
+    With a ``recording``, what each call gathered (``record_sink``) is recorded for its node."""
     tried: set[str] = set()
 
     async def stamped(
@@ -102,7 +113,14 @@ def node_send(send: Send, run_id: str, store: RunStore, *, fresh: bool) -> Send:
                 recorded = await asyncio.to_thread(store.effect_keys, run_id, node)
             tried.add(node)
             scope = IdempotencyScope(run_id, node, recorded=frozenset(recorded))
-        return await send(agent, skill, args, idempotency=scope, **kwargs)
+        if recording is None:
+            return await send(agent, skill, args, idempotency=scope, **kwargs)
+        sink = SINK.set([])
+        try:
+            return await send(agent, skill, args, idempotency=scope, **kwargs)
+        finally:
+            recording.call(node, SINK.get() or [])
+            SINK.reset(sink)
 
     return stamped
 
@@ -154,9 +172,12 @@ def fresh_nodes(plan: Plan, kept: Sequence[NodeRecord]) -> list[NodeCheckpoint]:
 class DurableRuns:
     """The runs of one mesh: its store, factory and ledger actor."""
 
-    def __init__(self, store: RunStore, factory: str | None) -> None:
+    def __init__(
+        self, store: RunStore, factory: str | None, *, recorder: Recorder | None = None
+    ) -> None:
         self.store = store
         self.factory = factory
+        self.recorder = recorder
         self.ledger: ActorHandle | None = None
 
     async def start(
@@ -262,17 +283,45 @@ class DurableRuns:
         fresh: bool,
         budget: Budget | None,
     ) -> RunResult:
-        """Execute checkpointed; when the run fails and ``revise`` gives a revised plan, store
-        it next to the one it replaces and go on with it (up to ``revise.max_replans``)."""
+        """Execute checkpointed (and recorded); when the run fails and ``revise`` gives a
+        revised plan, store it next to the one it replaces and go on with it (up to
+        ``revise.max_replans``)."""
+        recording = RunRecording(self.recorder, run_id) if self.recorder is not None else None
+        try:
+            return await self._run(
+                plan, graph, send, run_id, retrier, kept, revisions, revise,
+                fresh=fresh, budget=budget, recording=recording,
+            )  # fmt: skip
+        finally:
+            if recording is not None:
+                await recording.close()
+
+    async def _run(
+        self,
+        plan: Plan,
+        graph: nx.DiGraph,
+        send: Send,
+        run_id: str,
+        retrier: NodeRetrier,
+        kept: list[NodeRecord],
+        revisions: list[PlanRevision],
+        revise: Revise | None,
+        *,
+        fresh: bool,
+        budget: Budget | None,
+        recording: RunRecording | None,
+    ) -> RunResult:
+        if recording is not None and fresh:  # a resumed run's plan is recorded already
+            recording.plan(plan, len(revisions))
         while True:
             try:
                 result = await execute(
                     plan,
                     graph,
-                    node_send(send, run_id, self.store, fresh=fresh),
+                    node_send(send, run_id, self.store, fresh=fresh, recording=recording),
                     run_id=run_id,
                     retrier=retrier,
-                    checkpoint=RunCheckpointer(self.store, run_id, plan, kept),
+                    checkpoint=RunCheckpointer(self.store, run_id, plan, kept, recording=recording),
                     resumed=kept,
                     budget=budget,
                 )
@@ -303,6 +352,8 @@ class DurableRuns:
                 await asyncio.to_thread(
                     self.store.revise_plan, run_id, plan, revision, fresh_nodes(plan, kept)
                 )
+                if recording is not None:
+                    recording.plan(plan, len(revisions))
                 continue
             result.revisions = list(revisions)
             return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from ray.actor import ActorHandle
 from agentmesh._private.call_batch import Answers, serve_threads
 from agentmesh._private.grants import call_key, canonical
 from agentmesh._private.model_router import ModelRouter
+from agentmesh._private.record_events import note_model_call, note_tool_call
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.skill_invoke import CONTEXT_ID
 from agentmesh._private.task_runner import TaskRunner
@@ -32,7 +34,12 @@ from agentmesh._private.task_scope import SCOPE
 from agentmesh._private.tool_channel import ToolChannelClient
 from agentmesh.agent import Agent
 from agentmesh.breaker import BreakerPolicy, Breakers
-from agentmesh.errors import AgentUnavailableError, ApprovalRequired, UnknownModelError
+from agentmesh.errors import (
+    AgentMeshError,
+    AgentUnavailableError,
+    ApprovalRequired,
+    UnknownModelError,
+)
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.models import Usage
 from agentmesh.protocols import a2a
@@ -78,10 +85,12 @@ class _HostContext:
             replayed = scope.replay(key)  # a resumed task does not repeat what it did
             if replayed is not None:
                 scope.absorb(replayed.label or Label.tool(tool))
+                note_tool_call(self._host.name, tool, args, None, result=replayed)
                 return replayed
             extras = scope.tool_extras(key)
             if effect is not None:
                 extras["idempotency"] = effect
+        started = time.perf_counter()
         try:
             if self._host.tools is not None:  # the node-local socket: same checks, no Ray hop
                 result = await self._host.tools.call(self._host.name, tool, args, **extras)
@@ -92,7 +101,12 @@ class _HostContext:
                 )
         except ApprovalRequired as exc:
             exc.arguments = dict(args)  # for the question the task puts to the user
+            note_tool_call(self._host.name, tool, args, started, error=exc)
             raise
+        except AgentMeshError as exc:
+            note_tool_call(self._host.name, tool, args, started, error=exc)
+            raise
+        note_tool_call(self._host.name, tool, args, started, result=result)
         if scope is not None:
             scope.absorb(result.label or Label.tool(tool))
             scope.record(key, result)
@@ -125,7 +139,15 @@ class _HostContext:
         )
         scope = SCOPE.get(None)  # the task's usage counts the call; its label the output
         usage = scope.usage if scope is not None else None
-        response = await models.generate(name, request, breakers=self._host.breakers, usage=usage)
+        started = time.perf_counter()
+        try:
+            response = await models.generate(
+                name, request, breakers=self._host.breakers, usage=usage
+            )
+        except AgentMeshError as exc:
+            note_model_call(self._host.name, name, request, started, error=exc)
+            raise
+        note_model_call(self._host.name, name, request, started, response=response)
         response.label = scope.label if scope is not None else None
         return response
 

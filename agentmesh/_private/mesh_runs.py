@@ -30,6 +30,7 @@ from agentmesh.executor import RunResult
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.models import Budget
 from agentmesh.planner import Generate, Plan, Planner, Replanner, SkillInfo, validate_plan
+from agentmesh.recording import Recorder
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
 
@@ -124,6 +125,7 @@ class MeshRuns:
     start_timeout_s: float
     run_store: RunStore | str | os.PathLike[str] | None
     factory: str | None
+    recorder: Recorder | None
     _runs: DurableRuns | None
     _actors: MeshActors
 
@@ -266,5 +268,5 @@ class MeshRuns:
         if self._runs is None or self._runs.store is not self.run_store:
             if self._runs is not None:
                 self._runs.close()
-            self._runs = DurableRuns(self.run_store, self.factory)
+            self._runs = DurableRuns(self.run_store, self.factory, recorder=self.recorder)
         return self._runs

@@ -184,6 +184,7 @@ class ModelRouter:
                 "digest": routed.digest,
                 "cost": cost,
                 "fallbacks": failed,
+                "served_by": model,
             }
         )
         hit = response.cached

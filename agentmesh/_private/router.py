@@ -24,6 +24,7 @@ from agentmesh._private.decisions import raise_for_decision
 from agentmesh._private.idempotency import IdempotencyScope
 from agentmesh._private.peer import Peer
 from agentmesh._private.ray_calls import await_ray, ray_error
+from agentmesh._private.record_events import adopt, note_call, note_decision, note_reply
 from agentmesh._private.task_scope import stamp_call
 from agentmesh._private.vet_batch import VetBatcher, VetCall
 from agentmesh.errors import (
@@ -133,21 +134,29 @@ class Router:
             skill=skill,
             args=args,
             context_id=context_id,
-            task_id=task_id or new_task_id or new_id(),
+            task_id=(call_task := task_id or new_task_id or new_id()),
             continues=task_id is not None,
         )
         if label is not None or grant is not None or idempotency is not None or approvals:
             stamp_call(
                 message, label=label, grant=grant, idempotency=idempotency, approvals=approvals
             )
-        await self._vet_request(sender, agent, skill, message)
+        sent = note_call(sender, agent, skill, call_task, args)
+        await self._vet_request(sender, agent, skill, message, event=sent)
         with peer.pick(replica) as (replica, handle):
             raw = await self._caller(handle, agent).call(message.SerializeToString())
         task = Task.FromString(raw)
+        adopt(a2a.task_events(task), parent=sent)  # what the callee did, under this call
         text = a2a.task_text(task) if self.vet else None  # None: nothing to vet
         where = (agent, replica)
-        await self._vet_end(where, sender, skill, task.id, task.status, text, context_id)
-        return a2a.task_result(task, agent=agent), task  # raises the callee's error, typed
+        await self._vet_end(where, sender, skill, task.id, task.status, text, context_id, sent)
+        try:
+            result = a2a.task_result(task, agent=agent)  # raises the callee's error, typed
+        except AgentMeshError as exc:
+            note_reply(sender, agent, skill, task.id, parent=sent, error=exc)
+            raise
+        note_reply(sender, agent, skill, task.id, parent=sent, result=result)
+        return result, task
 
     async def stream(
         self,
@@ -262,7 +271,9 @@ class Router:
             callers[id(handle)] = CallBatcher(handle, what=f"agent {agent!r}")
         return callers[id(handle)]
 
-    async def _vet_request(self, sender: str, agent: str, skill: str, message: Message) -> None:
+    async def _vet_request(
+        self, sender: str, agent: str, skill: str, message: Message, *, event: str | None = None
+    ) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
             text = a2a.message_text(message)
@@ -271,15 +282,24 @@ class Router:
                 (sender, agent, skill, text),
                 {"label": message_label(message), "context": message.context_id or None},
             )
-            raise_for_decision(await self._batcher(guard).vet(call))
+            decision = await self._batcher(guard).vet(call)
+            note_decision(decision, parent=event)
+            raise_for_decision(decision)
 
     async def _vet_reply(
-        self, agent: str, sender: str, skill: str, text: str, context_id: str | None
+        self,
+        agent: str,
+        sender: str,
+        skill: str,
+        text: str,
+        context_id: str | None,
+        event: str | None = None,
     ) -> None:
         guard = self.guard(sender)
         if guard is not None and self.vet:
             call = VetCall("reply", (agent, sender, skill, text), {"context": context_id or None})
             reply: Any = await self._batcher(guard).vet(call)
+            note_decision(reply, parent=event)
             raise_for_decision(reply)
 
     async def _vet_end(
@@ -291,16 +311,17 @@ class Router:
         status: TaskStatus,
         result_text: str | None,
         context_id: str | None,
+        event: str | None = None,
     ) -> None:
         """Vet how a task ended, as the reply it is: the result (unless None: nothing left to
         vet), or the question of an input-required task, whose skill and replica (``where``:
         agent, replica) are then remembered."""
         agent, replica = where
         if status.state == TaskState.TASK_STATE_COMPLETED and result_text is not None:
-            await self._vet_reply(agent, sender, skill, result_text, context_id)
+            await self._vet_reply(agent, sender, skill, result_text, context_id, event)
         elif status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
             text = a2a.message_text(status.message)
-            await self._vet_reply(agent, sender, skill, text, context_id)
+            await self._vet_reply(agent, sender, skill, text, context_id, event)
             self._asked[(agent, task_id, sender)] = (skill, replica)
             while len(self._asked) > self.max_waiting:
                 self._asked.popitem(last=False)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from pydantic import JsonValue
 
+from agentmesh._private.run_recording import RunRecording
 from agentmesh.errors import UserError
 from agentmesh.executor import _resolve
 from agentmesh.planner import Plan
@@ -30,8 +31,17 @@ class RunCheckpointer:
     with the inputs the node was given (resolved from the outputs seen so far), written by
     group commit (see the module docstring)."""
 
-    def __init__(self, store: RunStore, run_id: str, plan: Plan, kept: Iterable[NodeRecord]):
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        plan: Plan,
+        kept: Iterable[NodeRecord],
+        *,
+        recording: RunRecording | None = None,
+    ):
         self.store = store
+        self.recording = recording  # hears every transition too
         self.run_id = run_id
         self.steps = {s.id: s for s in plan.steps}
         self.outputs: dict[str, JsonValue] = {r.step_id: r.output for r in kept}
@@ -50,6 +60,8 @@ class RunCheckpointer:
         return {**step.args, **resolved}
 
     async def node(self, record: NodeRecord) -> None:
+        if self.recording is not None:
+            self.recording.node(record)
         if record.status is NodeStatus.SUCCEEDED:
             self.outputs[record.step_id] = record.output
         # copied here, on the loop: the executor goes on changing its records

@@ -16,6 +16,7 @@ from typing import Any
 from a2a.types import StreamResponse
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
+from agentmesh._private.record_sink import SINK
 from agentmesh._private.schema import SkillSchema
 from agentmesh._private.task_book import RunningTask
 from agentmesh._private.task_scope import SCOPE, stamp_result
@@ -64,6 +65,7 @@ class SkillInvoker:
         CONTEXT_ID.set(task.context_id)
         if task.scope is not None:
             SCOPE.set(task.scope)
+            SINK.set(task.scope.events)
         spec = task.spec
         if spec is None:
             raise UnknownSkillError(self.name, task.skill, known=list(self.agent.skills))

@@ -33,6 +33,7 @@ from agentmesh.models import Usage
 from agentmesh.protocols.a2a_tasks import META_KEY
 from agentmesh.protocols.mcp import ToolResult
 from agentmesh.provenance import Label, message_label, set_part_label
+from agentmesh.recording import RunEvent
 
 __all__ = [
     "APPROVE_FIELD",
@@ -81,6 +82,8 @@ class TaskScope:
     """The run node this task works for (None outside a plan run): keys its tool calls."""
     usage: Usage = field(default_factory=Usage)
     """The task's model calls, its nested agent calls' included (reported on its end)."""
+    events: list[RunEvent | dict[str, JsonValue]] = field(default_factory=list)
+    """What the task did, for the flight recorder (``record_sink``; reported on its end)."""
 
     def __post_init__(self) -> None:
         if self.origin is None:

@@ -1,0 +1,97 @@
+"""The flight recorder's default store: one SQLite file of run events.
+
+A file of its own (``recordings.db`` beside ``runs.db``), not a table of the run store: the
+run store is written at every node transition on the run's critical path, the recording in
+the background, and a user may point the run store at a server database while keeping
+recordings local (or the other way round).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from agentmesh._private.sqlite_file import SqliteFile
+from agentmesh._private.tool_vetting import STATE_DIR_ENV
+from agentmesh.recording import Recorder, RunEvent
+
+__all__ = ["SqliteRecorder", "default_recording_path", "open_recorder"]
+
+#: ``PRAGMA application_id`` of an agentmesh recording ("AMFR").
+APPLICATION_ID: Final = 0x414D4652
+SCHEMA_VERSION: Final = 1
+_SCHEMA = """
+CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    node TEXT,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+
+def default_recording_path() -> Path:
+    """``$AGENTMESH_STATE_DIR/recordings.db``, else ``./.agentmesh/recordings.db``."""
+    state = os.environ.get(STATE_DIR_ENV)
+    return (Path(state) if state else Path.cwd() / ".agentmesh") / "recordings.db"
+
+
+class SqliteRecorder(SqliteFile):
+    """Run events in one SQLite file (default :func:`default_recording_path`)."""
+
+    schema = _SCHEMA
+    application_id = APPLICATION_ID
+    schema_version = SCHEMA_VERSION
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 30.0
+    ) -> None:
+        super().__init__(
+            path if path is not None else default_recording_path(), timeout_s=timeout_s
+        )
+
+    def append(self, events: list[RunEvent]) -> None:
+        """Store ``events`` in one transaction, numbered after the run's last one."""
+        if not events:
+            return
+        with self._write() as db:
+            last: dict[str, int] = {}
+            for event in events:
+                if event.run_id not in last:
+                    row = db.execute(
+                        "SELECT max(seq) FROM events WHERE run_id = ?", (event.run_id,)
+                    ).fetchone()
+                    last[event.run_id] = row[0] or 0
+                last[event.run_id] += 1
+                stored = event.model_copy(update={"seq": last[event.run_id]})
+                db.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stored.run_id,
+                        stored.seq,
+                        stored.id,
+                        stored.body.kind,
+                        stored.node,
+                        stored.at,
+                        stored.model_dump_json(),
+                    ),
+                )
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return [RunEvent.model_validate_json(row["event"]) for row in rows]
+
+
+def open_recorder(recorder: Recorder | str | os.PathLike[str] | None) -> Recorder:
+    """A Recorder as given, a SQLite file at a path, or the default file (None)."""
+    if recorder is None or isinstance(recorder, str | os.PathLike):
+        return SqliteRecorder(recorder)
+    return recorder
