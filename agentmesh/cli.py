@@ -16,6 +16,7 @@ from agentmesh._private.cli_audit import audit_app
 from agentmesh._private.cli_runs import approve, resume, runs
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
+from agentmesh._private.cli_trace import trace
 from agentmesh._private.decisions import Decision
 from agentmesh.errors import AgentMeshError
 from agentmesh.executor import RunResult
@@ -161,6 +162,7 @@ app.command()(serve)
 app.command()(runs)
 app.command()(resume)
 app.command()(approve)
+app.command()(trace)
 
 
 def main() -> None:

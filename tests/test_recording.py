@@ -3,10 +3,12 @@ tool calls, with their causes, redacted, in a SQLite file; a failing recorder fa
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from agentmesh import (
     Mesh,
@@ -18,6 +20,7 @@ from agentmesh import (
     TemplatePlanner,
 )
 from agentmesh._private.record_sqlite import SqliteRecorder
+from agentmesh.cli import app
 from agentmesh.errors import RunStoreError
 from agentmesh.recording import RunEvent
 
@@ -83,6 +86,20 @@ async def test_a_run_is_recorded_with_causes_in_order(ray_session: None, tmp_pat
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("recordings.db*"))  # and its WAL
     assert b"ann@example.com" not in stored and b"[REDACTED:email]" in stored
     assert "[REDACTED:email]" in str(nested.body.request["prompt"])  # type: ignore[union-attr]
+    # `agentmesh trace RUN_ID`: the causal tree and the timeline, or the events as JSON
+    path = str(tmp_path / "recordings.db")
+    shown = CliRunner().invoke(app, ["trace", result.run_id, "--recordings", path])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    call = next(i for i, line in enumerate(lines) if "call editor -> writer.write" in line)
+    model = next(i for i, line in enumerate(lines) if "model default: 3 in, 2 tokens" in line)
+    indent = len(lines[model]) - len(lines[model].lstrip(" │├└─"))
+    assert call < model and indent > len(lines[call]) - len(lines[call].lstrip(" │├└─"))
+    assert "timeline" in shown.output and "node w succeeded (attempt 1)" in shown.output
+    exported = CliRunner().invoke(app, ["trace", result.run_id, "--recordings", path, "--json"])
+    assert [e["id"] for e in json.loads(exported.output)] == [e.id for e in events]
+    missing = CliRunner().invoke(app, ["trace", "nope", "--recordings", path])
+    assert missing.exit_code == 1 and "no recording" in missing.output
 
 
 async def test_tool_calls_are_recorded_with_their_results(
