@@ -268,5 +268,6 @@ class MeshRuns:
         if self._runs is None or self._runs.store is not self.run_store:
             if self._runs is not None:
                 self._runs.close()
-            self._runs = DurableRuns(self.run_store, self.factory, recorder=self.recorder)
+            self._runs = DurableRuns(self.run_store, self.factory)
+        self._runs.recorder = self.recorder  # the mesh's, as it is now (a bench turns it off)
         return self._runs
