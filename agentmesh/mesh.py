@@ -30,6 +30,7 @@ from agentmesh._private.mesh_start import check_agents, check_models, check_repl
 from agentmesh._private.policy_schema import Policy, load_policy
 from agentmesh._private.principal import NAMED_USER, USER, check_principal
 from agentmesh._private.ray_init import ensure_ray
+from agentmesh._private.record_events import note_model_call
 from agentmesh._private.record_sqlite import open_recorder
 from agentmesh._private.router import Router
 from agentmesh._private.structured import generate_output
@@ -37,7 +38,7 @@ from agentmesh._private.tool_vetting import default_pins_path
 from agentmesh.agent import Agent
 from agentmesh.audit import AuditHead, default_audit_dir
 from agentmesh.breaker import BreakerPolicy, Breakers
-from agentmesh.errors import ConfigError, UnknownAgentError, UnknownModelError
+from agentmesh.errors import AgentMeshError, ConfigError, UnknownAgentError, UnknownModelError
 from agentmesh.inference import GenerateRequest, GenerateResponse, ModelSpec
 from agentmesh.models import ModelCache, ModelEntry, ModelRoute, Usage
 from agentmesh.planner import SkillInfo
@@ -328,7 +329,16 @@ class Mesh(MeshRuns):
             raise UnknownModelError(f"no model or route {model!r}; configured: {router.names()}")
 
         async def send(request: GenerateRequest) -> GenerateResponse:
-            return await router.generate(model, request, breakers=self.breakers, usage=self.usage)
+            started = time.perf_counter()
+            try:
+                answer = await router.generate(
+                    model, request, breakers=self.breakers, usage=self.usage
+                )
+            except AgentMeshError as exc:  # recorded when a run is planning (record_sink)
+                note_model_call(USER, model, request, started, error=exc)
+                raise
+            note_model_call(USER, model, request, started, response=answer)
+            return answer
 
         if output is None:
             return await send(request)

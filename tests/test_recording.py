@@ -14,6 +14,7 @@ from agentmesh import (
     Mesh,
     ModelCache,
     ModelEntry,
+    ModelPlanner,
     Plan,
     PlanStep,
     ScriptedModel,
@@ -172,3 +173,26 @@ def test_the_recording_file_is_ours_or_refused(tmp_path: Path) -> None:
     foreign.write_bytes(b"not a database at all, just bytes" * 10)
     with pytest.raises(RunStoreError):
         SqliteRecorder(foreign).events("x")
+
+
+async def test_the_planners_model_calls_are_recorded_with_the_plan(
+    ray_session: None, tmp_path: Path
+) -> None:
+    steps = [{"id": "w", "agent": "writer", "skill": "write", "args": {"topic": "x"}}]
+    planner_model = ScriptedModel(["not a plan", json.dumps({"goal": "g", "steps": steps})])
+    models = {"planner": planner_model, "default": ScriptedModel(["done"])}
+    async with Mesh(
+        [Writer], models=models, policy=OPEN_POLICY, run_store=tmp_path / "runs.db",
+        recorder=tmp_path / "recordings.db",
+    ) as mesh:  # fmt: skip
+        result = await mesh.run("g", planner=ModelPlanner("planner", max_attempts=2))
+        events = mesh.events(result.run_id)
+    kinds = [(e.body.kind, e.node, e.agent) for e in events[:3]]
+    assert kinds == [
+        ("plan", None, None),
+        ("model_call", None, "user"),
+        ("model_call", None, "user"),
+    ]
+    first, second = events[1].body, events[2].body
+    assert (first.text, second.text.startswith("{")) == ("not a plan", True)  # type: ignore[union-attr]
+    assert "not a plan" in str(second.request["prompt"])  # type: ignore[union-attr]  # the re-prompt

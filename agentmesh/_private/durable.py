@@ -23,6 +23,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.effect_ledger import RunLedger
 from agentmesh._private.node_retry import NodeRetrier
+from agentmesh._private.record_sink import SINK, SinkEvent
 from agentmesh._private.router import await_ray
 from agentmesh._private.run_checkpoint import RunCheckpointer
 from agentmesh._private.run_nodes import Revise, fresh_nodes, kept_after_revision, node_send
@@ -106,8 +107,10 @@ class DurableRuns:
         security: Sequence[ActorHandle],
         revise: Revise | None = None,
         budget: Budget | None = None,
+        planned: Sequence[SinkEvent] = (),
     ) -> RunResult:
-        """Store the new run (every node pending), then execute it checkpointed."""
+        """Store the new run (every node pending), then execute it checkpointed; ``planned``
+        are the events of its planning (the planner's model calls), recorded with its plan."""
         now = time.time()
         info = RunInfo(
             run_id=run_id,
@@ -122,8 +125,9 @@ class DurableRuns:
         await asyncio.to_thread(self.store.create_run, info)
         await self._ensure_ledger(security)
         return await self._execute(
-            plan, graph, send, run_id, retrier, [], [], revise, fresh=True, budget=budget
-        )
+            plan, graph, send, run_id, retrier, [], [], revise,
+            fresh=True, budget=budget, planned=list(planned),
+        )  # fmt: skip
 
     async def resume(
         self,
@@ -197,6 +201,7 @@ class DurableRuns:
         *,
         fresh: bool,
         budget: Budget | None,
+        planned: list[SinkEvent] | None = None,
     ) -> RunResult:
         """Execute checkpointed (and recorded); when the run fails and ``revise`` gives a
         revised plan, store it next to the one it replaces and go on with it (up to
@@ -205,7 +210,7 @@ class DurableRuns:
         try:
             return await self._run(
                 plan, graph, send, run_id, retrier, kept, revisions, revise,
-                fresh=fresh, budget=budget, recording=recording,
+                fresh=fresh, budget=budget, recording=recording, planned=planned or [],
             )  # fmt: skip
         finally:
             if recording is not None:
@@ -225,9 +230,11 @@ class DurableRuns:
         fresh: bool,
         budget: Budget | None,
         recording: RunRecording | None,
+        planned: list[SinkEvent],
     ) -> RunResult:
         if recording is not None and fresh:  # a resumed run's plan is recorded already
             recording.plan(plan, len(revisions))
+            recording.call(None, planned)
         while True:
             try:
                 result = await execute(
@@ -249,12 +256,16 @@ class DurableRuns:
                 )
                 if revise is None or final or len(revisions) >= revise.max_replans:
                     raise
+                replanning = SINK.set([])  # the re-planner's model calls
                 try:
                     revised = await revise(failed.result)
                 except AgentMeshError as exc:
                     raise RunFailedError(
                         f"{failed}; re-planning failed: {exc}", result=failed.result
                     ) from exc
+                finally:
+                    planned = SINK.get() or []
+                    SINK.reset(replanning)
                 if revised is None:
                     raise
                 plan, graph = revised
@@ -269,6 +280,7 @@ class DurableRuns:
                 )
                 if recording is not None:
                     recording.plan(plan, len(revisions))
+                    recording.call(None, planned)
                 continue
             result.revisions = list(revisions)
             return result

@@ -23,6 +23,7 @@ from agentmesh._private.mesh_actors import MeshActors
 from agentmesh._private.mesh_recover import recover_agent
 from agentmesh._private.node_retry import Cancel, NodeRetrier
 from agentmesh._private.principal import USER, check_principal
+from agentmesh._private.record_sink import SINK
 from agentmesh._private.router import Router
 from agentmesh.breaker import Breakers
 from agentmesh.errors import ConfigError
@@ -169,7 +170,12 @@ class MeshRuns:
         retrier = self._retrier(retry, max_retries, rng)
         catalog = self.catalog()
         revise = PlannerRevise.of(planner, catalog, self.generate, max_replans)
-        plan = await planner.plan(goal, catalog, self.generate)
+        planning = SINK.set([])  # the planner's model calls, for the run's recording
+        try:
+            plan = await planner.plan(goal, catalog, self.generate)
+            planned = SINK.get() or []
+        finally:
+            SINK.reset(planning)
         graph = validate_plan(plan, catalog)
         return await self._durable().start(
             plan,
@@ -180,6 +186,7 @@ class MeshRuns:
             security=list(self._actors.security.values()),
             revise=revise,
             budget=budget,
+            planned=planned,
         )
 
     async def resume_run(

@@ -20,13 +20,12 @@ from pydantic import JsonValue
 from agentmesh._private.redact import redact
 from agentmesh.recording import EventBody, RunEvent
 
-__all__ = ["SINK", "as_json", "new_event_id", "note", "redacted"]
+__all__ = ["SINK", "SinkEvent", "as_json", "new_event_id", "note", "redacted"]
 
-#: The events of the current task (host) or run node attempt (driver): events noted here, and
-#: a callee task's events as the JSON objects its final status carried.
-SINK: ContextVar[list[RunEvent | dict[str, JsonValue]] | None] = ContextVar(
-    "agentmesh_events", default=None
-)
+#: An event in a sink: noted here, or a callee task's as the JSON object its status carried.
+SinkEvent = RunEvent | dict[str, JsonValue]
+#: The events of the current task (host) or run node attempt (driver).
+SINK: ContextVar[list[SinkEvent] | None] = ContextVar("agentmesh_events", default=None)
 # Event ids: a random prefix per process and a counter (unique within a run across processes,
 # and cheaper than a uuid4 per event: a run node makes several).
 _PREFIX = secrets.token_hex(5)
@@ -37,7 +36,7 @@ def new_event_id() -> str:
     return f"{_PREFIX}{next(_COUNTER):x}"
 
 
-def as_json(events: list[RunEvent | dict[str, JsonValue]]) -> list[dict[str, JsonValue]]:
+def as_json(events: list[SinkEvent]) -> list[dict[str, JsonValue]]:
     """A sink's events as JSON objects (how a task's final status carries them)."""
     return [e.model_dump(mode="json") if isinstance(e, RunEvent) else e for e in events]
 

@@ -15,9 +15,7 @@ import asyncio
 import time
 import warnings
 
-from pydantic import JsonValue
-
-from agentmesh._private.record_sink import new_event_id, redacted
+from agentmesh._private.record_sink import SinkEvent, new_event_id, redacted
 from agentmesh._private.redact import redact
 from agentmesh.planner import Plan
 from agentmesh.recording import EventBody, NodeEvent, PlanEvent, Recorder, RunEvent
@@ -68,7 +66,7 @@ class RunRecording:
         )
         self.add(body, node=record.step_id, agent=record.agent)
 
-    def call(self, node: str | None, events: list[RunEvent | dict[str, JsonValue]]) -> None:
+    def call(self, node: str | None, events: list[SinkEvent]) -> None:
         """What one skill call of ``node`` gathered in its sink."""
         where = {"run_id": self.run_id, "node": node}
         stamped = [
