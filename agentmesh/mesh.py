@@ -48,6 +48,7 @@ from agentmesh.recording import Recorder, RunEvent
 from agentmesh.remote import RemoteAgent
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
+from agentmesh.telemetry import Telemetry
 from agentmesh.tools import ToolLimits
 
 __all__ = ["USER", "Mesh"]
@@ -107,6 +108,8 @@ class Mesh(MeshRuns):
         factory: ``package.module:function`` returning a Mesh like this one, recorded with
             each run, so ``agentmesh resume RUN_ID`` can rebuild the mesh in a new process.
         record: keep a flight recording of every run (see :mod:`agentmesh.recording`).
+        telemetry: export each recorded run as OpenTelemetry traces and metrics (see
+            :mod:`agentmesh.telemetry`); None: no export.
         recorder: where recordings go: a Recorder, or the path of a SQLite file; default
             ``$AGENTMESH_STATE_DIR/recordings.db``, else ``./.agentmesh/recordings.db``.
     """
@@ -138,6 +141,7 @@ class Mesh(MeshRuns):
         factory: str | None = None,
         record: bool = True,
         recorder: Recorder | str | os.PathLike[str] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         check_agents(agents, remote_agents)
         self.agent_classes = list(agents)
@@ -176,6 +180,9 @@ class Mesh(MeshRuns):
         self.run_store = open_store(run_store)  # a default path is resolved here, like audit
         self.factory = check_factory(factory)
         self.recorder = open_recorder(recorder) if record else None
+        if telemetry is not None and not record:
+            raise ConfigError("telemetry exports runs' flight recordings: keep record=True")
+        self.telemetry = telemetry
         self._runs: DurableRuns | None = None
         self._started_ray = False
         self._actors = MeshActors()

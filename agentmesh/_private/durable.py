@@ -48,6 +48,7 @@ from agentmesh.models import Budget
 from agentmesh.planner import Plan, SkillInfo, validate_plan
 from agentmesh.recording import Recorder
 from agentmesh.runs import RunInfo, RunState, RunStore
+from agentmesh.telemetry import Telemetry, export_run
 
 __all__ = ["DurableRuns", "check_factory", "check_run_id", "open_store"]
 
@@ -94,6 +95,7 @@ class DurableRuns:
         self.store = store
         self.factory = factory
         self.recorder = recorder
+        self.telemetry: Telemetry | None = None  # exports each recorded run when set
         self.ledger: ActorHandle | None = None
 
     async def start(
@@ -207,6 +209,8 @@ class DurableRuns:
         revised plan, store it next to the one it replaces and go on with it (up to
         ``revise.max_replans``)."""
         recording = RunRecording(self.recorder, run_id) if self.recorder is not None else None
+        if recording is not None and self.telemetry is not None:
+            recording.kept = []
         try:
             return await self._run(
                 plan, graph, send, run_id, retrier, kept, revisions, revise,
@@ -215,6 +219,8 @@ class DurableRuns:
         finally:
             if recording is not None:
                 await recording.close()
+                if self.telemetry is not None and recording.kept:
+                    export_run(plan.goal, recording.kept, self.telemetry)
 
     async def _run(
         self,

@@ -34,6 +34,7 @@ from agentmesh.planner import Generate, Plan, Planner, Replanner, SkillInfo, val
 from agentmesh.recording import Recorder
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
+from agentmesh.telemetry import Telemetry
 
 __all__ = [
     "MeshRuns",
@@ -127,6 +128,7 @@ class MeshRuns:
     run_store: RunStore | str | os.PathLike[str] | None
     factory: str | None
     recorder: Recorder | None
+    telemetry: Telemetry | None
     _runs: DurableRuns | None
     _actors: MeshActors
 
@@ -277,4 +279,5 @@ class MeshRuns:
                 self._runs.close()
             self._runs = DurableRuns(self.run_store, self.factory)
         self._runs.recorder = self.recorder  # the mesh's, as it is now (a bench turns it off)
+        self._runs.telemetry = self.telemetry
         return self._runs

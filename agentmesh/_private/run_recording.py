@@ -34,6 +34,7 @@ class RunRecording:
         self._pending: list[RunEvent] = []
         self._writer: asyncio.Task[None] | None = None
         self._calls: dict[str, str] = {}  # node -> its last call's message event (a parent)
+        self.kept: list[RunEvent] | None = None  # every event, when telemetry exports them
 
     def add(self, body: EventBody, *, node: str | None = None, agent: str | None = None) -> str:
         """Record an event of the driver's own; its id."""
@@ -88,6 +89,8 @@ class RunRecording:
             await self.close()
 
     def _queue(self, events: list[RunEvent]) -> None:
+        if self.kept is not None:
+            self.kept.extend(events)
         if self.error is not None or not events:
             return
         self._pending.extend(events)
