@@ -30,10 +30,23 @@ install: $(STAMP)
 	    echo "  sudo apt-get install bubblewrap   (Debian/Ubuntu; dnf/pacman/apk: same name)" >&2; \
 	  fi; }
 
+# the dashboard's test renders its page in headless Chromium: root installs Debian's package.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (the dashboard test's headless browser) with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	  else \
+	    echo "agentmesh: chromium is not installed; the dashboard's browser test is skipped." >&2; \
+	    echo "  sudo apt-get install chromium   (Debian/Ubuntu)" >&2; \
+	  fi; }
+
 demo: install
 	$(VENV)/bin/agentmesh demo
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(PY) -m pytest -q -ra
 
 lint: install

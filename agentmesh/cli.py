@@ -16,7 +16,7 @@ from agentmesh._private.cli_audit import audit_app
 from agentmesh._private.cli_runs import approve, resume, runs
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
-from agentmesh._private.cli_trace import trace
+from agentmesh._private.cli_trace import dashboard, trace
 from agentmesh._private.decisions import Decision
 from agentmesh.errors import AgentMeshError
 from agentmesh.executor import RunResult
@@ -163,6 +163,7 @@ app.command()(runs)
 app.command()(resume)
 app.command()(approve)
 app.command()(trace)
+app.command()(dashboard)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``agentmesh trace RUN_ID``: a run's flight recording in the terminal.
+"""``agentmesh trace RUN_ID`` (a run's flight recording in the terminal) and
+``agentmesh dashboard`` (the runs and their recordings on a local web page).
 
 Two views of the same events: the causal tree (each node, the message that ran it, and under
 it what that caused: the vets, the agents' own calls to other agents, models and tools), and
@@ -19,11 +20,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
+from agentmesh._private.dashboard import serve_dashboard
 from agentmesh._private.record_sqlite import SqliteRecorder
+from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import AgentMeshError
 from agentmesh.recording import RunEvent
 
-__all__ = ["describe", "trace"]
+__all__ = ["dashboard", "describe", "trace"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -102,3 +105,21 @@ def trace(
     for event in events:
         where = f"{event.node or '-':>10} {event.agent or '-':>10}"
         console.print(f"{event.at - start:9.3f}s {where}  {escape(describe(event))}")
+
+
+def dashboard(
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", help="The run store (default: as agentmesh runs)."),
+    ] = None,
+    recordings: Annotated[
+        Path | None,
+        typer.Option("--recordings", help="The recording file (default: as agentmesh trace)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="The address to listen on (loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8765,
+) -> None:
+    """Serve a local web page of the runs: each run's DAG, timeline, security decisions, and
+    its model calls' prompts and answers."""
+    console.print(f"agentmesh dashboard on http://{host}:{port}/ (Ctrl-C stops it)")
+    serve_dashboard(SqliteRunStore(store), SqliteRecorder(recordings), host=host, port=port)

@@ -24,6 +24,7 @@ import time
 from functools import partial
 
 from a2a.types import Message, TaskState
+from pydantic import JsonValue
 
 from agentmesh._private.record_sink import as_json
 from agentmesh._private.skill_invoke import Emit, SkillInvoker
@@ -204,16 +205,22 @@ class TaskRunner:
         else:
             if not isinstance(error, AgentMeshError):
                 error = SkillFailedError(self.name, task.skill, type(error).__name__, str(error))
-            self._fail(emit, task_id, context_id, error, task.started)
+            record = as_json(task.scope.events) if task.scope is not None else None
+            self._fail(emit, task_id, context_id, error, task.started, record)
 
     @staticmethod
     def _fail(
-        emit: Emit, task_id: str, context_id: str, error: AgentMeshError, started: float
+        emit: Emit,
+        task_id: str,
+        context_id: str,
+        error: AgentMeshError,
+        started: float,
+        record: list[dict[str, JsonValue]] | None = None,
     ) -> None:
+        """Fail the task with ``error``; ``record``: what it did first, for the recorder."""
         timing = (started, time.time())
         message = error_message(context_id, task_id, error)
+        state = TaskState.TASK_STATE_FAILED
         emit(
-            status_event(
-                task_id, context_id, TaskState.TASK_STATE_FAILED, message=message, timing=timing
-            )
+            status_event(task_id, context_id, state, message=message, timing=timing, record=record)
         )
