@@ -123,6 +123,12 @@ def demo(
             f"{agent} on {' '.join(n[:12] for n in ns)}" for agent, ns in report.placement.items()
         )
         console.print(f"Placement over {len(nodes)} node(s): {where}")
+    usage = report.result.usage
+    console.print(
+        f"Models: {usage.calls} call(s), {usage.tokens} tokens, {usage.cache_hits} cache hit(s). "
+        f"Run {report.result.run_id}: agentmesh trace {report.result.run_id} (or agentmesh "
+        "dashboard) shows what happened."
+    )
 
 
 @app.command()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import ray
 from typer.testing import CliRunner
@@ -70,3 +73,10 @@ def test_cli_demo_runs_the_real_model(ray_session: None) -> None:
         "Brief: running agents at the edge",
     ):
         assert text in out.output, text
+    # the run was flight-recorded, the real model's call with the weights' digest
+    run_id = re.search(r"agentmesh trace (run-[\w-]+)", out.output.replace("\n", " "))
+    assert run_id is not None, out.output
+    shown = CliRunner().invoke(app, ["trace", run_id.group(1), "--json"])
+    assert shown.exit_code == 0, shown.output
+    [call] = [e["body"] for e in json.loads(shown.output) if e["body"]["kind"] == "model_call"]
+    assert call["model"] == "local" and call["digest"].startswith("sha256:") and call["text"]
