@@ -10,10 +10,11 @@ first run and given to every security actor (see :mod:`agentmesh._private.idempo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import cast
 
 import networkx as nx
@@ -208,88 +209,78 @@ class DurableRuns:
         """Execute checkpointed (and recorded); when the run fails and ``revise`` gives a
         revised plan, store it next to the one it replaces and go on with it (up to
         ``revise.max_replans``)."""
-        recording = RunRecording(self.recorder, run_id) if self.recorder is not None else None
-        if recording is not None and self.telemetry is not None:
+        async with self._recording(run_id, plan.goal) as recording:
+            if recording is not None and fresh:  # a resumed run's plan is recorded already
+                recording.plan(plan, len(revisions))
+                recording.call(None, planned or [])
+            while True:
+                try:
+                    result = await execute(
+                        plan,
+                        graph,
+                        node_send(send, run_id, self.store, fresh=fresh, recording=recording),
+                        run_id=run_id,
+                        retrier=retrier,
+                        checkpoint=RunCheckpointer(
+                            self.store, run_id, plan, kept, recording=recording
+                        ),
+                        resumed=kept,
+                        budget=budget,
+                    )
+                except RunFailedError as failed:
+                    assert failed.result is not None
+                    failed.result.revisions = list(revisions)
+                    final = any(  # a human's no, a spent budget: not failures to plan around
+                        n.error is not None and n.error.type in _NOT_REPLANNED
+                        for n in failed.result.nodes
+                    )
+                    if revise is None or final or len(revisions) >= revise.max_replans:
+                        raise
+                    replanning = SINK.set([])  # the re-planner's model calls
+                    try:
+                        revised = await revise(failed.result)
+                    except AgentMeshError as exc:
+                        raise RunFailedError(
+                            f"{failed}; re-planning failed: {exc}", result=failed.result
+                        ) from exc
+                    finally:
+                        planned = SINK.get() or []
+                        SINK.reset(replanning)
+                    if revised is None:
+                        raise
+                    plan, graph = revised
+                    kept = kept_after_revision(failed.result, plan, graph)
+                    revision = PlanRevision(
+                        plan=failed.result.plan, nodes=failed.result.nodes, revised_at=time.time()
+                    )
+                    revisions = [*revisions, revision]
+                    fresh = False  # the revised plan's nodes may share ids with ones that ran
+                    await asyncio.to_thread(
+                        self.store.revise_plan, run_id, plan, revision, fresh_nodes(plan, kept)
+                    )
+                    if recording is not None:
+                        recording.plan(plan, len(revisions))
+                        recording.call(None, planned)
+                    continue
+                result.revisions = list(revisions)
+                return result
+
+    @contextlib.asynccontextmanager
+    async def _recording(self, run_id: str, goal: str) -> AsyncIterator[RunRecording | None]:
+        """The run's flight recording (None when the mesh records nothing): written out, and
+        exported as telemetry if asked, when the run ends however it ends."""
+        if self.recorder is None:
+            yield None
+            return
+        recording = RunRecording(self.recorder, run_id)
+        if self.telemetry is not None:
             recording.kept = []
         try:
-            return await self._run(
-                plan, graph, send, run_id, retrier, kept, revisions, revise,
-                fresh=fresh, budget=budget, recording=recording, planned=planned or [],
-            )  # fmt: skip
+            yield recording
         finally:
-            if recording is not None:
-                await recording.close()
-                if self.telemetry is not None and recording.kept:
-                    export_run(plan.goal, recording.kept, self.telemetry)
-
-    async def _run(
-        self,
-        plan: Plan,
-        graph: nx.DiGraph,
-        send: Send,
-        run_id: str,
-        retrier: NodeRetrier,
-        kept: list[NodeRecord],
-        revisions: list[PlanRevision],
-        revise: Revise | None,
-        *,
-        fresh: bool,
-        budget: Budget | None,
-        recording: RunRecording | None,
-        planned: list[SinkEvent],
-    ) -> RunResult:
-        if recording is not None and fresh:  # a resumed run's plan is recorded already
-            recording.plan(plan, len(revisions))
-            recording.call(None, planned)
-        while True:
-            try:
-                result = await execute(
-                    plan,
-                    graph,
-                    node_send(send, run_id, self.store, fresh=fresh, recording=recording),
-                    run_id=run_id,
-                    retrier=retrier,
-                    checkpoint=RunCheckpointer(self.store, run_id, plan, kept, recording=recording),
-                    resumed=kept,
-                    budget=budget,
-                )
-            except RunFailedError as failed:
-                assert failed.result is not None
-                failed.result.revisions = list(revisions)
-                final = any(  # a human's no, a spent budget: not failures to plan around
-                    n.error is not None and n.error.type in _NOT_REPLANNED
-                    for n in failed.result.nodes
-                )
-                if revise is None or final or len(revisions) >= revise.max_replans:
-                    raise
-                replanning = SINK.set([])  # the re-planner's model calls
-                try:
-                    revised = await revise(failed.result)
-                except AgentMeshError as exc:
-                    raise RunFailedError(
-                        f"{failed}; re-planning failed: {exc}", result=failed.result
-                    ) from exc
-                finally:
-                    planned = SINK.get() or []
-                    SINK.reset(replanning)
-                if revised is None:
-                    raise
-                plan, graph = revised
-                kept = kept_after_revision(failed.result, plan, graph)
-                revision = PlanRevision(
-                    plan=failed.result.plan, nodes=failed.result.nodes, revised_at=time.time()
-                )
-                revisions = [*revisions, revision]
-                fresh = False  # the revised plan's nodes may share ids with ones that ran
-                await asyncio.to_thread(
-                    self.store.revise_plan, run_id, plan, revision, fresh_nodes(plan, kept)
-                )
-                if recording is not None:
-                    recording.plan(plan, len(revisions))
-                    recording.call(None, planned)
-                continue
-            result.revisions = list(revisions)
-            return result
+            await recording.close()
+            if self.telemetry is not None and recording.kept:
+                export_run(goal, recording.kept, self.telemetry)
 
     async def _ensure_ledger(self, security: Sequence[ActorHandle]) -> None:
         """Start the ledger actor on the driver's node (once) and give it to every security
