@@ -19,12 +19,12 @@ import asyncio
 import queue
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
-from typing import Any
 
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
 from agentmesh._private.ray_calls import ray_error
+from agentmesh._private.turn_batch import TurnBatcher, settle
 from agentmesh.errors import AgentMeshError, RunError
 
 __all__ = ["Answers", "CallBatcher", "serve_async", "serve_threads"]
@@ -80,67 +80,30 @@ async def serve_async(
         yield answers
 
 
-class CallBatcher:
+class CallBatcher(TurnBatcher[bytes, bytes]):
     """Queues skill calls for one replica on one event loop; see the module docstring."""
 
     def __init__(self, handle: ActorHandle, *, what: str, max_batch: int = 256) -> None:
+        super().__init__(max_batch=max_batch)
         self.handle = handle
         self.what = what
-        self.max_batch = max_batch
-        self._queue: list[tuple[bytes, asyncio.Future[bytes]]] = []
-        self._scheduled = False
-        self._delivering: set[asyncio.Task[None]] = set()  # held, so none is collected early
 
     async def call(self, raw: bytes) -> bytes:
         """The serialised task that answers the serialised message ``raw``; Ray's errors
         raised typed, as ``await_ray`` raises them."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._queue.append((raw, future))
-        if len(self._queue) >= self.max_batch:
-            self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+        return await self.submit(raw)
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._queue = self._queue, []
-        if not batch:
-            return
-        futures = [future for _, future in batch]
-        if len(batch) == 1:
-            job = self._one(self.handle.handle.remote(batch[0][0]), futures[0])
-        else:
-            job = self._many(self.handle.handle_batch.remote([raw for raw, _ in batch]), futures)
-        task = asyncio.get_running_loop().create_task(job)
-        self._delivering.add(task)
-        task.add_done_callback(self._delivering.discard)
-
-    async def _one(self, ref: Any, future: asyncio.Future[bytes]) -> None:
+    async def _send(self, items: list[bytes], futures: list[asyncio.Future[bytes]]) -> None:
         try:
-            _settle(future, await ref)
-        except (RayTaskError, RayActorError) as exc:
-            _settle(future, ray_error(exc, self.what))
-
-    async def _many(self, answers: Any, futures: list[asyncio.Future[bytes]]) -> None:
-        try:
-            async for ref in answers:
+            if len(items) == 1:
+                settle(futures[0], await self.handle.handle.remote(items[0]))
+                return
+            async for ref in self.handle.handle_batch.remote(items):
                 for i, answer in await ref:
-                    _settle(futures[i], answer)
+                    settle(futures[i], answer)
         except (RayTaskError, RayActorError) as exc:
             error = ray_error(exc, self.what)
         else:
             error = RunError(f"{self.what} ended a batch of calls without answering them all")
         for future in futures:  # the replica died mid-batch: each call still waiting fails
-            _settle(future, error)
-
-
-def _settle(future: asyncio.Future[bytes], answer: bytes | AgentMeshError) -> None:
-    if future.done():  # its caller was cancelled (a node's timeout, say)
-        return
-    if isinstance(answer, BaseException):
-        future.set_exception(answer)
-    else:
-        future.set_result(answer)
+            settle(future, error)

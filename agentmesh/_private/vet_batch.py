@@ -20,6 +20,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError, RayTaskError
 
 from agentmesh._private.ray_calls import ray_error
+from agentmesh._private.turn_batch import TurnBatcher, settle
 from agentmesh.errors import AgentMeshError, RunError
 
 if TYPE_CHECKING:
@@ -56,50 +57,21 @@ def _as_error(exc: Exception) -> AgentMeshError:
     return RunError(f"security actor failed: {type(exc).__name__}: {exc}")
 
 
-class VetBatcher:
+class VetBatcher(TurnBatcher[VetCall, Any]):
     """Queues vets for one security actor on one event loop; see the module docstring."""
 
     def __init__(self, guard: ActorHandle, *, max_batch: int = 64) -> None:
+        super().__init__(max_batch=max_batch)
         self.guard = guard
-        self.max_batch = max_batch
-        self._queue: list[tuple[VetCall, asyncio.Future[Any]]] = []
-        self._scheduled = False
-        self._delivering: set[asyncio.Task[None]] = set()  # held, so none is collected early
 
     async def vet(self, call: VetCall) -> Any:
         """The decision for ``call``; typed errors as a direct Ray call would raise them."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((call, future))
-        if len(self._queue) >= self.max_batch:
-            self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+        return await self.submit(call)
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._queue = self._queue, []
-        if batch:
-            ref: Any = self.guard.vet_batch.remote([call for call, _ in batch])
-            task = asyncio.get_running_loop().create_task(
-                self._deliver(ref, [future for _, future in batch])
-            )
-            self._delivering.add(task)
-            task.add_done_callback(self._delivering.discard)
-
-    @staticmethod
-    async def _deliver(ref: Any, futures: list[asyncio.Future[Any]]) -> None:
+    async def _send(self, items: list[VetCall], futures: list[asyncio.Future[Any]]) -> None:
         try:
-            results: list[Any] = await ref
+            results: list[Any] = await self.guard.vet_batch.remote(items)
         except (RayTaskError, RayActorError) as exc:
-            error = ray_error(exc, "security actor")
-            results = [error] * len(futures)
+            results = [ray_error(exc, "security actor")] * len(futures)
         for future, result in zip(futures, results, strict=True):
-            if future.done():  # its caller was cancelled (a node's timeout, say)
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            settle(future, result)
