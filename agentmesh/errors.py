@@ -33,7 +33,12 @@ __all__ = [
     "InputRequired",
     "MessageBlocked",
     "ModelError",
+    "ModelHTTPError",
     "ModelNotFoundError",
+    "ModelResponseError",
+    "ModelServerError",
+    "ModelTimeoutError",
+    "ModelUnreachableError",
     "NoApprovalPendingError",
     "NodeTimeoutError",
     "OutputValidationError",
@@ -429,6 +434,39 @@ class ToolResultTooLargeError(ToolError):
 
 class ModelError(RunError):
     """A model call failed."""
+
+
+class ModelServerError(ModelError):
+    """A model server reached over HTTP (an :class:`~agentmesh.OpenAIModel`) failed.
+
+    ``url`` is the address called and ``detail`` what went wrong; the subclasses say how.
+    """
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"model server {url}: {detail}")
+        self.url = url
+        self.detail = detail
+
+
+class ModelUnreachableError(ModelServerError):
+    """No connection to the model server (refused, unknown host, reset before an answer)."""
+
+
+class ModelTimeoutError(ModelServerError):
+    """The model server did not answer within the spec's ``timeout_s``."""
+
+
+class ModelHTTPError(ModelServerError):
+    """The model server answered with an HTTP error status; ``status`` is the code and
+    ``detail`` quotes the start of its error message."""
+
+    def __init__(self, url: str, detail: str, *, status: int) -> None:
+        super().__init__(url, f"HTTP {status}: {detail}")
+        self.status = status
+
+
+class ModelResponseError(ModelServerError):
+    """The model server answered, but not with an OpenAI-shaped JSON body."""
 
 
 class ScriptExhaustedError(ModelError):

@@ -8,19 +8,23 @@ threads, because oversubscribed llama.cpp threads make generation collapse.
 from __future__ import annotations
 
 import time
-from typing import cast
+from collections.abc import Iterator
+from typing import Any, cast
 
 import ray
 from ray.actor import ActorHandle
 
-from agentmesh.errors import AgentMeshError, ModelError
+from agentmesh.errors import AgentMeshError, ConfigError, ModelError
 from agentmesh.inference import (
+    GenerateChunk,
     GenerateRequest,
     GenerateResponse,
     LlamaCppModel,
     ModelInfo,
     ModelSpec,
+    OpenAIModel,
     ScriptedModel,
+    TorchModel,
 )
 
 __all__ = ["ModelService", "granted_cpus", "launch_model_service"]
@@ -63,6 +67,37 @@ class ModelService:
             self._served += 1
         return response.model_copy(update={"duration_s": time.perf_counter() - start})
 
+    @ray.method(num_returns="streaming")
+    def generate_stream(self, request: GenerateRequest) -> Iterator[GenerateChunk]:
+        """Yield the answer as it is generated: text pieces, then a chunk with the response.
+
+        Through Ray this is a streaming generator: each piece reaches the caller as soon as it
+        is yielded. A backend without ``generate_stream`` answers in one piece. Errors are
+        raised as in :meth:`generate` (pieces already yielded stay delivered).
+        """
+        start = time.perf_counter()
+        stream = getattr(self._backend, "generate_stream", None)
+        try:
+            if stream is None:
+                response = self._backend.generate(request)
+                chunks: Iterator[GenerateChunk] = iter(
+                    [GenerateChunk(text=response.text), GenerateChunk(response=response)]
+                )
+            else:
+                chunks = stream(request)
+            for chunk in chunks:
+                if chunk.response is not None:
+                    elapsed = time.perf_counter() - start
+                    final = chunk.response.model_copy(update={"duration_s": elapsed})
+                    chunk = chunk.model_copy(update={"response": final})
+                yield chunk
+        except AgentMeshError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"model {self._name!r} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._served += 1
+
     def calls(self) -> list[GenerateRequest]:
         """Requests a scripted model received ([] for real models, which keep no log)."""
         if isinstance(self._backend, ScriptedModel):
@@ -77,13 +112,14 @@ class ModelService:
 
     def info(self) -> ModelInfo:
         """Name, backend, threads, weights path and calls served."""
-        path = self._spec.path if isinstance(self._spec, LlamaCppModel) else None
+        path = self._spec.path if isinstance(self._spec, LlamaCppModel | TorchModel) else None
         return ModelInfo(
             name=self._name,
             backend=self._backend.name,
             n_threads=self._n_threads,
             path=path,
             calls_served=self._served,
+            device=getattr(self._backend, "device", None),
         )
 
 
@@ -91,17 +127,41 @@ class ModelService:
 _RemoteModelService = ray.remote(ModelService)
 
 
+def _cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+
+
+def actor_options(spec: ModelSpec) -> dict[str, Any]:
+    """Ray options of a model's actor: its CPUs, a GPU for torch when there is one to ask for,
+    and the API key's variable for an HTTP model (read here, in the driver).
+
+    ``max_concurrency=1``: a model generates one request at a time.
+    """
+    options: dict[str, Any] = {"num_cpus": spec.num_cpus, "max_concurrency": 1}
+    if isinstance(spec, TorchModel) and spec.device != "cpu":
+        if _cluster_gpus() >= 1:
+            options["num_gpus"] = 1
+        elif spec.device == "cuda":
+            raise ConfigError(
+                'TorchModel(device="cuda") needs a GPU, but the Ray cluster has none; '
+                'use device="auto" to fall back to the CPU'
+            )
+    if isinstance(spec, OpenAIModel) and spec.api_key_env is not None:
+        options["runtime_env"] = {"env_vars": {spec.api_key_env: spec.api_key() or ""}}
+    return options
+
+
 def launch_model_service(name: str, spec: ModelSpec) -> ActorHandle:
     """Check the spec in the driver, then start the model's actor (not waiting for the load).
 
     A missing weights file raises :class:`ModelNotFoundError` here, not a RayActorError on the
-    first call. ``max_concurrency=1``: a model generates one request at a time.
+    first call.
     """
     spec.check()
-    if isinstance(spec, LlamaCppModel):
+    if isinstance(spec, LlamaCppModel | TorchModel):
         # Absolute and assembled here: the actor's working directory may differ.
         spec = spec.model_copy(update={"path": spec.resolve_path()})
-    handle = _RemoteModelService.options(num_cpus=spec.num_cpus, max_concurrency=1).remote(
-        name, spec
-    )
+    if isinstance(spec, TorchModel):
+        spec = spec.model_copy(update={"cache_dir": spec.resolve_cache_dir()})
+    handle = _RemoteModelService.options(**actor_options(spec)).remote(name, spec)
     return cast(ActorHandle, handle)
