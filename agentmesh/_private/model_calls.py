@@ -9,6 +9,7 @@ fails fast with BreakerOpenError instead of every caller waiting on it; see
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ray.actor import ActorHandle
 
@@ -43,7 +44,7 @@ async def generate_stream(
     Not through the breaker: a stream that fails half way has already delivered pieces, so it
     is neither a clean success nor a clean failure to count.
     """
-    stream = handle.generate_stream.remote(request)
+    stream: Any = handle.generate_stream.remote(request)
     async for ref in stream:
         chunk: GenerateChunk = await await_ray(ref, what=f"model {name!r}")
         yield chunk
