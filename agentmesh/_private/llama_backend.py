@@ -55,6 +55,8 @@ def _install_log_filter(llama_cpp: Any) -> None:
 class LlamaCppBackend(ModelBackend):
     """A loaded GGUF model; one request at a time (the model service enforces that)."""
 
+    device = "cpu"  # no layers are offloaded: the actor's CPUs are what it holds
+
     def __init__(self, *, path: str, n_ctx: int, n_threads: int, seed: int) -> None:
         try:
             import llama_cpp

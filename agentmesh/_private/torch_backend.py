@@ -74,6 +74,8 @@ class TorchBackend(ModelBackend):
             ) from exc
         self._torch = torch
         self._spec = spec
+        # Answers a schema or tools request may take (the spec's; a backend may lower it).
+        self.json_attempts = spec.json_attempts
         torch.set_num_threads(n_threads)
         gpu = spec.device != "cpu" and torch.cuda.is_available()
         if spec.device == "cuda" and not gpu:
@@ -158,7 +160,7 @@ class TorchBackend(ModelBackend):
                 f"Reply with one JSON value matching this JSON schema: {json.dumps(schema)}\n\n"
                 + prompt
             )
-        tries = self._spec.json_attempts if schema is not None else 1
+        tries = self.json_attempts if schema is not None else 1
         asked, prompt_tokens, completion_tokens = prompt, 0, 0
         for _ in range(tries):
             text, finish, n_in, n_out = self._run(request, asked)
@@ -167,6 +169,7 @@ class TorchBackend(ModelBackend):
                 break
             errors = _schema_errors(text, schema)
             if not errors:
+                finish = "stop"  # the JSON is complete; what followed it is dropped
                 break
             asked = (
                 f"{prompt}\n{text}\n\nThat answer is not valid JSON for the schema: "
