@@ -2,7 +2,9 @@
 
 Users never write ``ray.remote`` for models; :func:`launch_model_service` is the only place
 that does. The actor reserves ``spec.num_cpus`` CPUs and the backend runs exactly that many
-threads, because oversubscribed llama.cpp threads make generation collapse.
+threads, because oversubscribed llama.cpp threads make generation collapse. A torch model
+also asks Ray for a GPU when the cluster has one. Besides ``generate`` the actor streams
+(``generate_stream``, a Ray streaming generator of :class:`GenerateChunk`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from agentmesh.inference import (
     TorchModel,
 )
 
-__all__ = ["ModelService", "granted_cpus", "launch_model_service"]
+__all__ = ["ModelService", "actor_options", "granted_cpus", "launch_model_service"]
 
 
 def granted_cpus() -> int:
