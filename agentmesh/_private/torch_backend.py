@@ -236,8 +236,9 @@ class TorchBackend(ModelBackend):
                 sent = ready
             if stopped:
                 break
-        for _ in streamer:  # drain: generation stops by itself at the stop string
-            pass
+        if stopped:  # the rest, until generation stops by itself at the stop string
+            for _ in streamer:
+                pass
         thread.join()
         if "error" in result:
             raise ModelError(f"torch generation failed: {result['error']}")
