@@ -18,7 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 import ray
+from pydantic import BaseModel, Field
 
+from agentmesh import Agent, Mesh, skill
 from agentmesh._private.model_service import launch_model_service
 from agentmesh._private.openai_backend import OpenAIBackend
 from agentmesh.errors import (
@@ -171,6 +173,33 @@ def test_required_tool_call_and_stream(ray_session: None, server: str, key: str)
         assert info.value.status == 500 and info.value.url == f"{server}/chat/completions"
     finally:
         ray.kill(actor)
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=12)
+    age: int
+
+
+class Filer(Agent):
+    """Files people, with the model behind the HTTP server."""
+
+    model = "remote"
+
+    @skill
+    async def person(self, text: str) -> Person:
+        """A person record from a text."""
+        return await self.generate(text, output=Person, max_attempts=3)
+
+
+@pytest.mark.llama
+async def test_structured_output_through_a_mesh(ray_session: None, server: str, key: str) -> None:
+    spec = OpenAIModel(base_url=server, model="gemma", api_key_env=key, schema_format="json_object")
+    async with Mesh([Filer], models={"remote": spec}) as mesh:
+        person = Person.model_validate(
+            await mesh.call("filer", "person", text="A person record in JSON:")
+        )
+        info = await mesh.model_handle("remote").info.remote()
+    assert person.name and info.backend == "openai" and info.calls_served >= 1
 
 
 @pytest.mark.llama
