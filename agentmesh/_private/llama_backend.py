@@ -3,22 +3,28 @@
 llama_cpp is imported lazily so the core framework works without the ``llama`` extra.
 The bundled Gemma 3 270M is a base model (not instruction tuned), so requests run as plain
 completion over ``system + prompt``; the chat API and its templates are not used.
+``generate_stream`` yields the same answer piece by piece as llama.cpp samples it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from pydantic import JsonValue
-
 from agentmesh._private.llama_grammar import build_grammar
+from agentmesh._private.tool_protocol import parse_tools_answer, tools_preamble, tools_schema
 from agentmesh.errors import ModelError
-from agentmesh.inference import GenerateRequest, GenerateResponse, ModelBackend, ToolCall
+from agentmesh.inference import (
+    GenerateChunk,
+    GenerateRequest,
+    GenerateResponse,
+    ModelBackend,
+    ToolCall,
+)
 
 __all__ = ["LlamaCppBackend"]
 
@@ -48,6 +54,8 @@ def _install_log_filter(llama_cpp: Any) -> None:
 
 class LlamaCppBackend(ModelBackend):
     """A loaded GGUF model; one request at a time (the model service enforces that)."""
+
+    device = "cpu"  # no layers are offloaded: the actor's CPUs are what it holds
 
     def __init__(self, *, path: str, n_ctx: int, n_threads: int, seed: int) -> None:
         try:
@@ -80,37 +88,48 @@ class LlamaCppBackend(ModelBackend):
     def name(self) -> str:
         return "llama_cpp"
 
-    def generate(self, request: GenerateRequest) -> GenerateResponse:
-        """Complete ``system + prompt``; constrain the output when a schema or tools are given."""
-        start = time.perf_counter()
+    def _prepare(self, request: GenerateRequest) -> tuple[str, Any]:
+        """The completion prompt and grammar (None: unconstrained) of a request."""
         prompt = request.prompt
         if request.tools:
-            prompt = _tools_preamble(request) + prompt
+            prompt = tools_preamble(request) + prompt
         if request.system:
             prompt = f"{request.system}\n\n{prompt}"
-        schema = _tools_schema(request) if request.tools else request.json_schema
+        schema = tools_schema(request) if request.tools else request.json_schema
         grammar = None
         if schema is not None:
             grammar = build_grammar(self._llama_cpp, self._llama._model.vocab, schema)
+        return prompt, grammar
+
+    def _complete(self, prompt: str, grammar: Any, request: GenerateRequest, stream: bool) -> Any:
         try:
-            out: Any = self._llama.create_completion(
+            return self._llama.create_completion(
                 prompt,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 stop=list(request.stop),
                 seed=self.seed if request.seed is None else request.seed,
                 grammar=grammar,
+                stream=stream,
             )
         except ValueError as exc:  # e.g. the prompt does not fit the context window
             raise ModelError(f"llama.cpp rejected the request: {exc}") from exc
-        choice = out["choices"][0]
-        text: str = choice["text"]
-        finish: str = choice["finish_reason"] or "stop"
+
+    def _response(
+        self,
+        request: GenerateRequest,
+        text: str,
+        finish: str,
+        usage: tuple[int, int],
+        *,
+        constrained: bool,
+        start: float,
+    ) -> GenerateResponse:
         tool_calls: list[ToolCall] = []
-        if grammar is not None:
+        if constrained:
             text = text.strip()  # the JSON grammar allows a trailing space
         if request.tools:
-            text, tool_calls = _parse_tools_answer(text, json_answer=request.json_schema)
+            text, tool_calls = parse_tools_answer(text, json_answer=request.json_schema)
             if tool_calls:
                 finish = "tool_calls"
         return GenerateResponse(
@@ -118,65 +137,52 @@ class LlamaCppBackend(ModelBackend):
             tool_calls=tool_calls,
             model=self._model,
             backend=self.name,
-            prompt_tokens=out["usage"]["prompt_tokens"],
-            completion_tokens=out["usage"]["completion_tokens"],
+            prompt_tokens=usage[0],
+            completion_tokens=usage[1],
             duration_s=time.perf_counter() - start,
             finish_reason=finish,
         )
 
+    def generate(self, request: GenerateRequest) -> GenerateResponse:
+        """Complete ``system + prompt``; constrain the output when a schema or tools are given."""
+        start = time.perf_counter()
+        prompt, grammar = self._prepare(request)
+        out = self._complete(prompt, grammar, request, stream=False)
+        choice = out["choices"][0]
+        usage = (out["usage"]["prompt_tokens"], out["usage"]["completion_tokens"])
+        return self._response(
+            request,
+            choice["text"],
+            choice["finish_reason"] or "stop",
+            usage,
+            constrained=grammar is not None,
+            start=start,
+        )
 
-def _tools_preamble(request: GenerateRequest) -> str:
-    lines = [
-        "Tools you can call:",
-        *(
-            f"- {t.name}: {t.description} Arguments (JSON schema): {json.dumps(t.input_schema)}"
-            for t in request.tools
-        ),
-        'Reply with one JSON object: {"tool": <name>, "arguments": {...}} to call a tool, '
-        'or {"answer": ...} to answer directly.',
-        "",
-        "",
-    ]
-    return "\n".join(lines)
+    def generate_stream(self, request: GenerateRequest) -> Iterator[GenerateChunk]:
+        """Yield the text as llama.cpp produces it (about a token a piece), then the response.
 
-
-def _tools_schema(request: GenerateRequest) -> dict[str, JsonValue]:
-    """A grammar schema: exactly one tool call, or a direct answer."""
-    options: list[JsonValue] = [
-        {
-            "type": "object",
-            "properties": {"tool": {"const": t.name}, "arguments": t.input_schema},
-            "required": ["tool", "arguments"],
-            "additionalProperties": False,
-        }
-        for t in request.tools
-    ]
-    answer: JsonValue = request.json_schema or {"type": "string"}
-    options.append(
-        {
-            "type": "object",
-            "properties": {"answer": answer},
-            "required": ["answer"],
-            "additionalProperties": False,
-        }
-    )
-    return {"oneOf": options}
-
-
-def _parse_tools_answer(
-    raw: str, *, json_answer: dict[str, JsonValue] | None
-) -> tuple[str, list[ToolCall]]:
-    """Split a grammar-constrained tools reply; truncated output comes back as raw text."""
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return raw, []  # cut at max_tokens: finish_reason says "length"
-    if isinstance(obj, dict) and isinstance(obj.get("tool"), str):
-        args = obj.get("arguments")
-        return "", [ToolCall(name=obj["tool"], arguments=args if isinstance(args, dict) else {})]
-    if isinstance(obj, dict) and "answer" in obj:
-        answer = obj["answer"]
-        if isinstance(answer, str) and json_answer is None:
-            return answer, []
-        return json.dumps(answer), []
-    return raw, []
+        The pieces are the raw generated text (for tools: the JSON reply, parsed only in the
+        final response). llama.cpp's stream carries no usage, so the counts come from
+        tokenizing the prompt and the text, as llama.cpp itself would.
+        """
+        start = time.perf_counter()
+        prompt, grammar = self._prepare(request)
+        pieces: list[str] = []
+        finish = "stop"
+        for out in self._complete(prompt, grammar, request, stream=True):
+            choice = out["choices"][0]
+            if choice["text"]:
+                pieces.append(choice["text"])
+                yield GenerateChunk(text=choice["text"])
+            finish = choice["finish_reason"] or finish
+        text = "".join(pieces)
+        usage = (
+            len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True)),
+            len(self._llama.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0,
+        )
+        yield GenerateChunk(
+            response=self._response(
+                request, text, finish, usage, constrained=grammar is not None, start=start
+            )
+        )

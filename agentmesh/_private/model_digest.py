@@ -2,7 +2,8 @@
 
 A GGUF model's digest is the SHA-256 of its file (about a second for the bundled model,
 computed once per process and file version: path, size and modification time); a model
-without a weights file (a scripted one) is named by the SHA-256 of its spec.
+without a weights file here (a scripted one; a model server's, whose weights are its own) is
+named by the SHA-256 of its spec.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import hashlib
 import os
 
-from agentmesh.inference import LlamaCppModel, ModelSpec
+from agentmesh.inference import LlamaCppModel, ModelSpec, TorchModel
 
 __all__ = ["weights_digest"]
 
@@ -19,7 +20,7 @@ __all__ = ["weights_digest"]
 def weights_digest(spec: ModelSpec) -> str:
     """``sha256:<hex>`` of the model's weights (or spec); ModelNotFoundError without them."""
     spec.check()
-    if isinstance(spec, LlamaCppModel):
+    if isinstance(spec, LlamaCppModel | TorchModel):  # the same GGUF file either way
         path = os.path.realpath(spec.resolve_path())
         stat = os.stat(path)
         return _file_digest(path, stat.st_size, stat.st_mtime_ns)
