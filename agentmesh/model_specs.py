@@ -93,6 +93,13 @@ class LlamaCppModel(BaseModel):
     num_cpus: float = Field(default=1, gt=0)
     # The sampling seed of requests that do not bring their own.
     seed: int = 0
+    prompt_format: Literal["plain", "chat"] = "plain"
+    """``"chat"``: the request's system text and prompt become chat messages, rendered by the
+    model's chat template; ``"plain"``: the model completes ``system + prompt`` as text (what
+    a base model such as the bundled Gemma 3 270M expects)."""
+    chat_template: str | None = None
+    """A Jinja chat template (as in a GGUF's ``tokenizer.chat_template``) for a model whose
+    file has none; None: the file's own."""
 
     def resolve_path(self) -> str:
         """The absolute weights path (the bundled model is assembled on first use)."""
@@ -107,7 +114,12 @@ class LlamaCppModel(BaseModel):
         from agentmesh._private.llama_backend import LlamaCppBackend
 
         return LlamaCppBackend(
-            path=self.resolve_path(), n_ctx=self.n_ctx, n_threads=n_threads, seed=self.seed
+            path=self.resolve_path(),
+            n_ctx=self.n_ctx,
+            n_threads=n_threads,
+            seed=self.seed,
+            chat=self.prompt_format == "chat",
+            chat_template=self.chat_template,
         )
 
 

@@ -297,3 +297,36 @@ def test_llama_tool_call(llama_actors: list[ray.actor.ActorHandle]) -> None:
     assert response.finish_reason == "tool_calls", response
     (call,) = response.tool_calls
     assert call.name == "get_weather" and isinstance(call.arguments["city"], str)
+
+
+# A Gemma-style turn template: the bundled base model's file carries none of its own.
+TURNS = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>"
+    "{{ 'model' if m.role == 'assistant' else 'user' }}\n{{ m.content }}<end_of_turn>\n"
+    "{% endfor %}<start_of_turn>model\n"
+)
+
+
+@pytest.mark.llama
+def test_llama_chat_prompts_go_through_the_template(
+    llama_actors: list[ray.actor.ActorHandle],
+) -> None:
+    from agentmesh._private.llama_backend import LlamaCppBackend
+
+    path = LlamaCppModel().resolve_path()
+    backend = LlamaCppBackend(
+        path=path, n_ctx=512, n_threads=1, seed=0, chat=True, chat_template=TURNS
+    )
+    assert backend.chat_prompt("Be brief.", "Name a color.") == (
+        "<start_of_turn>user\nBe brief.<end_of_turn>\n"
+        "<start_of_turn>user\nName a color.<end_of_turn>\n<start_of_turn>model"
+    )  # the template's BOS left out: llama.cpp adds its own when it tokenizes
+    request = GenerateRequest(prompt="Name a color.", max_tokens=4)
+    chat = launch_model_service("chat", LlamaCppModel(prompt_format="chat", chat_template=TURNS))
+    plain = launch_model_service("plain", LlamaCppModel())
+    llama_actors.extend([chat, plain])
+    chatted: GenerateResponse = _call(chat.generate, request)
+    completed: GenerateResponse = _call(plain.generate, request)
+    assert chatted.prompt_tokens > completed.prompt_tokens  # the turns' tokens around it
+    with pytest.raises(ModelError, match="has no chat template"):
+        LlamaCppBackend(path=path, n_ctx=512, n_threads=1, seed=0, chat=True)

@@ -57,7 +57,16 @@ class LlamaCppBackend(ModelBackend):
 
     device = "cpu"  # no layers are offloaded: the actor's CPUs are what it holds
 
-    def __init__(self, *, path: str, n_ctx: int, n_threads: int, seed: int) -> None:
+    def __init__(
+        self,
+        *,
+        path: str,
+        n_ctx: int,
+        n_threads: int,
+        seed: int,
+        chat: bool = False,
+        chat_template: str | None = None,
+    ) -> None:
         try:
             import llama_cpp
         except ImportError as exc:
@@ -83,6 +92,23 @@ class LlamaCppBackend(ModelBackend):
         except Exception as exc:
             raise ModelError(f"llama.cpp could not load {path!r}: {exc}") from exc
         self._model = os.path.basename(path)
+        self._bos = ""
+        self._chat = self._formatter(chat_template) if chat else None
+
+    def _formatter(self, template: str | None) -> Any:
+        """The chat template's renderer (the file's own template unless one is given)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = template or self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(
+                f"{self._model} has no chat template: give LlamaCppModel(chat_template=...) or "
+                'use prompt_format="plain"'
+            )
+        eos, bos = self._llama.token_eos(), self._llama.token_bos()
+        self._bos = self._llama._model.token_get_text(bos) if bos != -1 else ""
+        eos_text = self._llama._model.token_get_text(eos) if eos != -1 else ""
+        return Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token=self._bos)
 
     @property
     def name(self) -> str:
@@ -93,13 +119,27 @@ class LlamaCppBackend(ModelBackend):
         prompt = request.prompt
         if request.tools:
             prompt = tools_preamble(request) + prompt
-        if request.system:
+        if self._chat is not None:
+            prompt = self.chat_prompt(request.system, prompt)
+        elif request.system:
             prompt = f"{request.system}\n\n{prompt}"
         schema = tools_schema(request) if request.tools else request.json_schema
         grammar = None
         if schema is not None:
             grammar = build_grammar(self._llama_cpp, self._llama._model.vocab, schema)
         return prompt, grammar
+
+    def chat_prompt(self, system: str | None, prompt: str) -> str:
+        """``system`` and ``prompt`` as chat messages through the template (without its BOS:
+        llama.cpp adds one when it tokenizes)."""
+        if self._chat is None:
+            raise ModelError(f"{self._model} was not loaded with prompt_format='chat'")
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        rendered: str = self._chat(messages=messages).prompt
+        return (
+            rendered[len(self._bos) :] if self._bos and rendered.startswith(self._bos) else rendered
+        )
 
     def _complete(self, prompt: str, grammar: Any, request: GenerateRequest, stream: bool) -> Any:
         try:
