@@ -120,7 +120,10 @@ def main() -> int:
             f"{name}: {n_inj} injections, {len(split) - n_inj} benign "
             f"({sum(s.trigger for s in split)} with trigger words)"
         )
-    print(f"corpus {corpus.digest}; classifier load {load_s:.1f} s; {THREADS} CPU thread")
+    print(
+        f"corpus {corpus.digest} (heldout {corpus.split_digest('heldout')}, unseen "
+        f"{corpus.split_digest('unseen')}); classifier load {load_s:.1f} s; {THREADS} CPU thread"
+    )
     for name, figures in (("detector", full), ("rules only", rules), ("unseen", wide)):
         print(f"{name:11s} " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     print("heldout: missed by the detector at its default thresholds:")
@@ -149,6 +152,8 @@ def main() -> int:
         "classifier": "unavailable" if isinstance(layer, classifier.Unavailable) else "on",
         "threads": THREADS,
         "corpus_digest": corpus.digest,
+        "heldout_digest": corpus.split_digest("heldout"),
+        "unseen_digest": corpus.split_digest("unseen"),
         "goals_met": all(verdicts.values()),
     }
     print(json.dumps(result))

@@ -20,7 +20,7 @@ payload families, benign template families and carrier wrappers that training ne
 (``HELD_OUT``, ``HELD_OUT_WRAPPERS``), with the held-out goals and sources; it measures how far
 the learned layer generalises to new phrasings of an attack. Obfuscations are transformations,
 not templates, and are shared. Neither evaluation split is used for training or threshold
-tuning.
+tuning. ``Corpus.split_digest`` tells whether a split's texts changed.
 
 Determinism: the same installed packages give the same corpus (sources are read in sorted
 order, every random choice comes from a ``random.Random`` seeded by name).
@@ -117,6 +117,11 @@ class Corpus(BaseModel):
     def split(self, name: Split) -> list[Sample]:
         """The samples of one split, in corpus order."""
         return [s for s in self.samples if s.split == name]
+
+    def split_digest(self, name: Split) -> str:
+        """A digest of one split's texts and labels: the evaluation splits' digests stay put
+        when only the training split grows."""
+        return _digest(self.split(name))
 
 
 def has_trigger(text: str) -> bool:
@@ -335,10 +340,11 @@ def _benign(split: Split, n_docs: int, per_template: int) -> list[Sample]:
                 sources=(source,),
             )
         )
-    for family in sorted(f for f in BENIGN_TEMPLATES if _in_split(f, "benign", split)):
+    templates = {f: t for f, t in BENIGN_TEMPLATES.items() if _in_split(f, "benign", split)}
+    for family in sorted(templates):
         rng = random.Random(f"benign:{split}:{family}")
         for _ in range(per_template):
-            extra, _goal = _fill(rng, rng.choice(BENIGN_TEMPLATES[family]), [])
+            extra, _goal = _fill(rng, rng.choice(templates[family]), [])
             samples.append(
                 _sample(
                     rng,
@@ -368,7 +374,11 @@ def build_corpus(*, scale: float = 1.0) -> Corpus:
         per_family, n_docs, per_template = (max(1, round(n * scale)) for n in SIZES[split])
         samples.extend(_injections(split, per_family))
         samples.extend(_benign(split, n_docs, per_template))
+    return Corpus(samples=samples, digest=_digest(samples))
+
+
+def _digest(samples: list[Sample]) -> str:
     digest = hashlib.sha256()
     for s in samples:
         digest.update(f"{s.split}|{int(s.injection)}|{s.text}\x00".encode("utf-8", "surrogatepass"))
-    return Corpus(samples=samples, digest=digest.hexdigest()[:16])
+    return digest.hexdigest()[:16]

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -40,6 +41,8 @@ from agentmesh._private.scanner import inspect
 
 if TYPE_CHECKING:
     import torch
+
+    from agentmesh._private.embedding import MiniLM
 
 __all__ = [
     "Rows",
@@ -98,8 +101,10 @@ def segment_rows(
     max_tokens: int,
     pooling: str,
     layers: int | None = None,
+    cache: Path | None = None,
 ) -> Rows:
-    """Feature rows (segment embedding + the text's rule evidence) for every kept segment."""
+    """Feature rows (segment embedding + the text's rule evidence) for every kept segment;
+    segment embeddings are kept in the file ``cache`` (when given) across runs."""
     import torch
 
     encoder = load_minilm(max_tokens=max_tokens, pooling=pooling, layers=layers)
@@ -116,14 +121,28 @@ def segment_rows(
         owner.extend([i] * len(found))
         rank.extend(order.index(j) for j in range(len(found)))
         rules.extend([rules_row(seen)] * len(found))
-    tokens = [encoder.tokenize(t) for t in texts]
-    by_length = sorted(range(len(texts)), key=lambda i: len(tokens[i]))
-    embedded = torch.zeros((len(texts), encoder.dim))
-    for start in range(0, len(by_length), 64):
-        batch = by_length[start : start + 64]
-        embedded[batch] = encoder.embed_ids([tokens[i] for i in batch])
+    embedded = _embeddings(encoder, texts, cache)
     x = torch.cat([embedded, torch.tensor(rules)], dim=1)
     return Rows(x, torch.tensor(owner), torch.tensor(rank))
+
+
+def _embeddings(encoder: MiniLM, texts: list[str], cache: Path | None) -> torch.Tensor:
+    """The embedding of each text. Each distinct text is embedded alone, so its embedding
+    depends on nothing else (not on which texts were cached or batched with it): reruns and
+    cached runs give the same rows. ``cache`` maps texts to embeddings for these settings."""
+    import torch
+
+    store: dict[str, torch.Tensor] = {}
+    if cache is not None and cache.is_file():
+        known, table = torch.load(cache)
+        store = dict(zip(known, table, strict=True))
+    missing = sorted(set(texts) - store.keys())
+    for text in missing:
+        store[text] = encoder.embed([text])[0]
+    if cache is not None and missing:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save((list(store), torch.stack(list(store.values()))), cache)
+    return torch.stack([store[t] for t in texts]) if texts else torch.zeros((0, encoder.dim))
 
 
 def _text_logits(logits: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
@@ -261,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--chars", default="3,4", help="character n-gram lengths of the channel")
     parser.add_argument("--target-fpr", type=float, default=0.01)
-    parser.add_argument("--cache", type=Path, help="folder for computed features (speeds reruns)")
+    parser.add_argument("--cache", type=Path, help="folder for segment embeddings (speeds reruns)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data" / WEIGHTS_FILE)
     parser.add_argument("--dry-run", action="store_true", help="measure only, write nothing")
     args = parser.parse_args(argv)
@@ -273,22 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     samples = corpus.split("train")  # the held-out split is never read here
     n = len(samples)
     y = torch.tensor([float(s.injection) for s in samples])
-    shape = (args.segment_chars, args.max_segments, args.max_tokens, args.pooling, args.layers)
-    key = f"train-{corpus.digest}-{'-'.join(map(str, shape))}.pt"
-    if args.cache is not None and (args.cache / key).is_file():
-        rows = Rows(*torch.load(args.cache / key))
-    else:
-        rows = segment_rows(
-            samples,
-            segment_chars=args.segment_chars,
-            max_segments=args.max_segments,
-            max_tokens=args.max_tokens,
-            pooling=args.pooling,
-            layers=args.layers,
-        )
-        if args.cache is not None:
-            args.cache.mkdir(parents=True, exist_ok=True)
-            torch.save(tuple(rows), args.cache / key)
+    shape = (args.max_tokens, args.pooling, args.layers)
+    cache = None if args.cache is None else args.cache / f"segments-{'-'.join(map(str, shape))}.pt"
+    rows = segment_rows(
+        samples,
+        segment_chars=args.segment_chars,
+        max_segments=args.max_segments,
+        max_tokens=args.max_tokens,
+        pooling=args.pooling,
+        layers=args.layers,
+        cache=cache,
+    )
     chars = tuple(int(c) for c in args.chars.split(",") if c)
     bags = None
     if args.buckets > 0:
@@ -327,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         "oof_benign_trigger_fpr": round(sum(s >= cut for s in trig) / max(1, len(trig)), 4),
     }
     print(json.dumps(report), file=sys.stderr)
+    scored = zip(samples, out_of_fold.tolist(), strict=True)
+    missed = Counter(s.style for s, v in scored if s.injection and v < cut)
+    print(f"out-of-fold misses at the operating point by style: {dict(missed)}", file=sys.stderr)
     if args.dry_run:
         return 0
 
