@@ -24,7 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentmesh._private.effect_ledger import RunLedger
 from agentmesh._private.node_retry import NodeRetrier
-from agentmesh._private.record_sink import SINK, SinkEvent
+from agentmesh._private.record_sink import SINK, Json
 from agentmesh._private.router import await_ray
 from agentmesh._private.run_checkpoint import RunCheckpointer
 from agentmesh._private.run_nodes import Revise, fresh_nodes, kept_after_revision, node_send
@@ -110,7 +110,7 @@ class DurableRuns:
         security: Sequence[ActorHandle],
         revise: Revise | None = None,
         budget: Budget | None = None,
-        planned: Sequence[SinkEvent] = (),
+        planned: Sequence[Json] = (),
     ) -> RunResult:
         """Store the new run (every node pending), then execute it checkpointed; ``planned``
         are the events of its planning (the planner's model calls), recorded with its plan."""
@@ -204,7 +204,7 @@ class DurableRuns:
         *,
         fresh: bool,
         budget: Budget | None,
-        planned: list[SinkEvent] | None = None,
+        planned: list[Json] | None = None,
     ) -> RunResult:
         """Execute checkpointed (and recorded); when the run fails and ``revise`` gives a
         revised plan, store it next to the one it replaces and go on with it (up to
@@ -280,7 +280,7 @@ class DurableRuns:
         finally:
             await recording.close()
             if self.telemetry is not None and recording.kept:
-                export_run(goal, recording.kept, self.telemetry)
+                export_run(goal, recording.events(), self.telemetry)
 
     async def _ensure_ledger(self, security: Sequence[ActorHandle]) -> None:
         """Start the ledger actor on the driver's node (once) and give it to every security

@@ -8,12 +8,12 @@ from typing import Any
 from pydantic import JsonValue
 
 from agentmesh._private.decisions import Decision
-from agentmesh._private.record_sink import SINK, note, redacted
+from agentmesh._private.record_sink import SINK, Json, note, redacted
 from agentmesh._private.redact import redact
 from agentmesh.errors import AgentMeshError
 from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.protocols.mcp import ToolResult
-from agentmesh.recording import DecisionEvent, MessageEvent, ModelCallEvent, ToolCallEvent
+from agentmesh.recording import ModelCallEvent, ToolCallEvent
 from agentmesh.results import ErrorInfo
 
 __all__ = [
@@ -35,15 +35,16 @@ def note_decision(decision: Any, *, parent: str | None) -> None:
     """Record a vet's decision (an error a vet raised instead is recorded by its caller)."""
     if not isinstance(decision, Decision) or SINK.get() is None:
         return
-    body = DecisionEvent.model_construct(
-        seq=decision.seq,
-        decision=decision.kind,
-        principal=decision.principal,
-        target=decision.target,
-        verdict=str(decision.verdict),
-        rule=decision.rule,
-        reason=decision.reason,  # redacted by the security actor
-    )
+    body: Json = {
+        "kind": "decision",
+        "seq": decision.seq,
+        "decision": decision.kind,
+        "principal": decision.principal,
+        "target": decision.target,
+        "verdict": str(decision.verdict),
+        "rule": decision.rule,
+        "reason": decision.reason,  # redacted by the security actor
+    }
     note(body, agent=decision.principal, parent=parent, why=decision.reason)
 
 
@@ -53,9 +54,10 @@ def note_call(
     """Record a skill call; its event id (None when nothing records)."""
     if SINK.get() is None:
         return None
-    body = MessageEvent.model_construct(
-        sender=sender, recipient=agent, skill=skill, task_id=task_id, content=redacted(args)
-    )
+    body: Json = {
+        "kind": "message", "sender": sender, "recipient": agent, "skill": skill,
+        "task_id": task_id, "reply": False, "content": redacted(args), "error": None,
+    }  # fmt: skip
     return note(body, agent=sender)
 
 
@@ -72,15 +74,11 @@ def note_reply(
     """Record the answer of ``agent`` to ``sender``'s call: its result or its error."""
     if SINK.get() is None:
         return
-    body = MessageEvent.model_construct(
-        sender=agent,
-        recipient=sender,
-        skill=skill,
-        task_id=task_id,
-        reply=True,
-        content=redacted(result),
-        error=error_info(error) if error is not None else None,
-    )
+    body: Json = {
+        "kind": "message", "sender": agent, "recipient": sender, "skill": skill,
+        "task_id": task_id, "reply": True, "content": redacted(result),
+        "error": error_info(error).model_dump() if error is not None else None,
+    }  # fmt: skip
     note(body, agent=agent, parent=parent)
 
 

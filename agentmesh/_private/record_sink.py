@@ -18,14 +18,16 @@ from contextvars import ContextVar
 from pydantic import JsonValue
 
 from agentmesh._private.redact import redact
-from agentmesh.recording import EventBody, RunEvent
+from agentmesh.recording import EventBody
 
-__all__ = ["SINK", "SinkEvent", "as_json", "new_event_id", "note", "redacted"]
+__all__ = ["SINK", "Json", "event", "new_event_id", "note", "redacted"]
 
-#: An event in a sink: noted here, or a callee task's as the JSON object its status carried.
-SinkEvent = RunEvent | dict[str, JsonValue]
+#: An event as the JSON object a ``RunEvent`` validates from. Events stay plain objects from
+#: where they happen to the recording's file (a skill call makes several, and building a
+#: pydantic model costs more than the rest of recording it); they are validated when read back.
+Json = dict[str, JsonValue]
 #: The events of the current task (host) or run node attempt (driver).
-SINK: ContextVar[list[SinkEvent] | None] = ContextVar("agentmesh_events", default=None)
+SINK: ContextVar[list[Json] | None] = ContextVar("agentmesh_events", default=None)
 # Event ids: a random prefix per process and a counter (unique within a run across processes,
 # and cheaper than a uuid4 per event: a run node makes several).
 _PREFIX = secrets.token_hex(5)
@@ -36,37 +38,38 @@ def new_event_id() -> str:
     return f"{_PREFIX}{next(_COUNTER):x}"
 
 
-def as_json(events: list[SinkEvent]) -> list[dict[str, JsonValue]]:
-    """A sink's events as JSON objects (how a task's final status carries them)."""
-    return [e.model_dump(mode="json") if isinstance(e, RunEvent) else e for e in events]
+def event(
+    body: Json,
+    *,
+    agent: str | None = None,
+    parent: str | None = None,
+    why: str | None = None,
+    run_id: str = "",
+    node: str | None = None,
+) -> Json:
+    """A ``RunEvent`` as JSON (``body``: an ``EventBody`` as JSON, its ``kind`` first)."""
+    return {
+        "run_id": run_id, "id": new_event_id(), "seq": 0, "at": time.time(), "node": node,
+        "agent": agent, "parent": parent, "why": why, "body": body,
+    }  # fmt: skip
 
 
 def note(
-    body: EventBody,
+    body: Json | EventBody,
     *,
     agent: str | None,
     parent: str | None = None,
     why: str | None = None,
-    event_id: str | None = None,
 ) -> str | None:
-    """Record ``body`` in the current sink; its event id, or None when nothing records.
-
-    Built without validation (``model_construct``): this is on every call's path, the fields
-    are the mesh's own, and a recording is validated when it is read back."""
+    """Record ``body`` in the current sink; its event id, or None when nothing records."""
     sink = SINK.get()
     if sink is None:
         return None
-    event = RunEvent.model_construct(
-        run_id="",  # the driver knows the run and the node
-        id=event_id or new_event_id(),
-        at=time.time(),
-        agent=agent,
-        parent=parent,
-        why=why,
-        body=body,
-    )
-    sink.append(event)
-    return event.id
+    if not isinstance(body, dict):
+        body = body.model_dump(mode="json")
+    recorded = event(body, agent=agent, parent=parent, why=why)  # the driver adds run and node
+    sink.append(recorded)
+    return str(recorded["id"])
 
 
 def redacted(value: JsonValue) -> JsonValue:

@@ -8,9 +8,12 @@ recordings local (or the other way round).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Final
+
+from pydantic import JsonValue
 
 from agentmesh._private.sqlite_file import SqliteFile
 from agentmesh._private.tool_vetting import STATE_DIR_ENV
@@ -35,6 +38,9 @@ CREATE TABLE events (
 """
 
 
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def default_recording_path() -> Path:
     """``$AGENTMESH_STATE_DIR/recordings.db``, else ``./.agentmesh/recordings.db``."""
     state = os.environ.get(STATE_DIR_ENV)
@@ -57,37 +63,37 @@ class SqliteRecorder(SqliteFile):
 
     def append(self, events: list[RunEvent]) -> None:
         """Store ``events`` in one transaction, numbered after the run's last one."""
+        self.append_json([e.model_dump(mode="json") for e in events])
+
+    def append_json(self, events: list[dict[str, JsonValue]]) -> None:
+        """:meth:`append` for events still JSON objects (the driver's fast path: they are
+        validated when read back). One ``executemany``: this runs beside the event loop, and
+        every Python step here holds the interpreter lock the loop needs."""
         if not events:
             return
         with self._write() as db:
             last: dict[str, int] = {}
-            for event in events:
-                if event.run_id not in last:
-                    row = db.execute(
-                        "SELECT max(seq) FROM events WHERE run_id = ?", (event.run_id,)
-                    ).fetchone()
-                    last[event.run_id] = row[0] or 0
-                last[event.run_id] += 1
-                stored = event.model_copy(update={"seq": last[event.run_id]})
-                db.execute(
-                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        stored.run_id,
-                        stored.seq,
-                        stored.id,
-                        stored.body.kind,
-                        stored.node,
-                        stored.at,
-                        stored.model_dump_json(),
-                    ),
-                )
+            for run_id in {str(e["run_id"]) for e in events}:
+                found = db.execute("SELECT max(seq) FROM events WHERE run_id = ?", (run_id,))
+                last[run_id] = found.fetchone()[0] or 0
+            rows = []
+            for e in events:
+                run_id = str(e["run_id"])
+                last[run_id] += 1
+                kind = e["body"]["kind"]  # type: ignore[index,call-overload]
+                rows.append((run_id, last[run_id], e["id"], kind, e["node"], e["at"], _dumps(e)))
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def events(self, run_id: str) -> list[RunEvent]:
         with self._read() as db:
             rows = db.execute(
-                "SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+                "SELECT seq, event FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
-        return [RunEvent.model_validate_json(row["event"]) for row in rows]
+        # the stored seq is the event's place in the run (the JSON was written before it)
+        return [
+            RunEvent.model_validate_json(row["event"]).model_copy(update={"seq": row["seq"]})
+            for row in rows
+        ]
 
 
 def open_recorder(recorder: Recorder | str | os.PathLike[str] | None) -> Recorder:

@@ -4,21 +4,21 @@ The driver records the plan and every revision, each node transition, and, aroun
 call a node makes, whatever the call's sink gathered (see ``record_sink``): the driver's own
 message and its vets, and every event the agents' tasks sent back. Events are numbered in the
 order they arrive here and written by group commit in a worker thread, off the run's critical
-path: a run waits for its recording only when it ends. A recorder that fails (a full disk)
-does not fail the run: the error is kept and warned about, and the rest of the run is not
-recorded.
+path: a run waits for its recording only when it ends. They stay JSON objects until the
+recorder has them (``SqliteRecorder`` writes them as they are; another recorder gets them as
+validated ``RunEvent``). A recorder that fails (a full disk) does not fail the run: the error
+is kept and warned about, and the rest of the run is not recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import warnings
 
-from agentmesh._private.record_sink import SinkEvent, new_event_id, redacted
+from agentmesh._private.record_sink import Json, event, redacted
 from agentmesh._private.redact import redact
 from agentmesh.planner import Plan
-from agentmesh.recording import EventBody, NodeEvent, PlanEvent, Recorder, RunEvent
+from agentmesh.recording import PlanEvent, Recorder, RunEvent
 from agentmesh.results import ErrorInfo, NodeRecord, NodeStatus
 
 __all__ = ["RunRecording"]
@@ -31,54 +31,44 @@ class RunRecording:
         self.recorder = recorder
         self.run_id = run_id
         self.error: Exception | None = None
-        self._pending: list[RunEvent] = []
+        self._pending: list[Json] = []
         self._writer: asyncio.Task[None] | None = None
         self._calls: dict[str, str] = {}  # node -> its last call's message event (a parent)
-        self.kept: list[RunEvent] | None = None  # every event, when telemetry exports them
-
-    def add(self, body: EventBody, *, node: str | None = None, agent: str | None = None) -> str:
-        """Record an event of the driver's own; its id."""
-        event = RunEvent.model_construct(
-            run_id=self.run_id, id=new_event_id(), at=time.time(), node=node, agent=agent,
-            parent=self._calls.get(node) if node else None, body=body,
-        )  # fmt: skip
-        self._queue([event])
-        return event.id
+        self.kept: list[Json] | None = None  # every event, when telemetry exports them
 
     def plan(self, plan: Plan, revision: int) -> None:
         why = "re-planned after a node failed for good" if revision else "the planner's plan"
         steps = [s.model_copy(update={"args": redacted(s.args)}) for s in plan.steps]
         plan = plan.model_copy(update={"goal": redact(plan.goal), "steps": steps})
-        event = RunEvent.model_construct(
-            run_id=self.run_id, id=new_event_id(), at=time.time(), why=why,
-            body=PlanEvent(plan=plan, revision=revision),
-        )  # fmt: skip
-        self._queue([event])
+        body = PlanEvent(plan=plan, revision=revision).model_dump(mode="json")
+        self._queue([event(body, why=why, run_id=self.run_id)])
 
     def node(self, record: NodeRecord) -> None:
         """A node transition, as the run store gets it."""
         done = record.status is NodeStatus.SUCCEEDED
-        body = NodeEvent.model_construct(
-            status=record.status,
-            attempt=record.attempts,
-            error=_redacted(record.error),
-            errors=[e for e in map(_redacted, record.errors) if e is not None],
-            output=redacted(record.output) if done else None,
-        )
-        self.add(body, node=record.step_id, agent=record.agent)
+        body: Json = {
+            "kind": "node",
+            "status": record.status.value,
+            "attempt": record.attempts,
+            "error": _redacted(record.error),
+            "errors": [_redacted(e) for e in record.errors],
+            "output": redacted(record.output) if done else None,
+        }
+        node = record.step_id
+        parent = self._calls.get(node)
+        self._queue([event(body, agent=record.agent, parent=parent, run_id=self.run_id, node=node)])
 
-    def call(self, node: str | None, events: list[SinkEvent]) -> None:
+    def call(self, node: str | None, events: list[Json]) -> None:
         """What one skill call of ``node`` gathered in its sink."""
-        where = {"run_id": self.run_id, "node": node}
-        stamped = [
-            e.model_copy(update=where)
-            if isinstance(e, RunEvent)
-            else RunEvent.model_validate({**e, **where})
-            for e in events
-        ]
-        if node is not None and stamped:
-            self._calls[node] = stamped[0].id  # the node's message: its later events' parent
-        self._queue(stamped)
+        for recorded in events:
+            recorded["run_id"], recorded["node"] = self.run_id, node
+        if node is not None and events:
+            self._calls[node] = str(events[0]["id"])  # the node's message: later events' parent
+        self._queue(events)
+
+    def events(self) -> list[RunEvent]:
+        """The events kept for telemetry, validated."""
+        return [RunEvent.model_validate(e) for e in self.kept or []]
 
     async def close(self) -> None:
         """Wait until every event is written (or the recorder failed)."""
@@ -88,7 +78,7 @@ class RunRecording:
             self._start()
             await self.close()
 
-    def _queue(self, events: list[RunEvent]) -> None:
+    def _queue(self, events: list[Json]) -> None:
         if self.kept is not None:
             self.kept.extend(events)
         if self.error is not None or not events:
@@ -104,7 +94,7 @@ class RunRecording:
         while self._pending and self.error is None:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self.recorder.append, batch)
+                await asyncio.to_thread(_append, self.recorder, batch)
             except Exception as exc:  # the run goes on unrecorded; said once, loudly
                 self.error = exc
                 warnings.warn(
@@ -115,5 +105,16 @@ class RunRecording:
                 )
 
 
-def _redacted(error: ErrorInfo | None) -> ErrorInfo | None:
-    return error.model_copy(update={"message": redact(error.message)}) if error else None
+def _append(recorder: Recorder, batch: list[Json]) -> None:
+    """Hand a batch to the recorder: as JSON objects to one that takes them, else validated."""
+    append_json = getattr(recorder, "append_json", None)
+    if append_json is not None:
+        append_json(batch)
+    else:
+        recorder.append([RunEvent.model_validate(e) for e in batch])
+
+
+def _redacted(error: ErrorInfo | None) -> Json | None:
+    if error is None:
+        return None
+    return error.model_copy(update={"message": redact(error.message)}).model_dump()

@@ -26,7 +26,6 @@ from functools import partial
 from a2a.types import Message, TaskState
 from pydantic import JsonValue
 
-from agentmesh._private.record_sink import as_json
 from agentmesh._private.skill_invoke import Emit, SkillInvoker
 from agentmesh._private.task_book import RunningTask, TaskBook, WaitingTask
 from agentmesh._private.task_scope import (
@@ -180,7 +179,7 @@ class TaskRunner:
             emit(status_event(task_id, context_id, TaskState.TASK_STATE_CANCELED, timing=timing))
         elif error is None:
             used = usage.model_dump(mode="json") if usage and usage.models else None
-            record = as_json(task.scope.events) if task.scope is not None else None
+            record = task.scope.events if task.scope is not None else None
             state = TaskState.TASK_STATE_COMPLETED
             emit(status_event(task_id, context_id, state, timing=timing, usage=used, record=record))
         elif isinstance(error, InputRequired | ApprovalRequired):
@@ -205,7 +204,7 @@ class TaskRunner:
         else:
             if not isinstance(error, AgentMeshError):
                 error = SkillFailedError(self.name, task.skill, type(error).__name__, str(error))
-            record = as_json(task.scope.events) if task.scope is not None else None
+            record = task.scope.events if task.scope is not None else None
             self._fail(emit, task_id, context_id, error, task.started, record)
 
     @staticmethod

@@ -26,7 +26,7 @@ from agentmesh._private.idempotency import (
     read_idempotency,
     stamp_idempotency,
 )
-from agentmesh._private.record_sink import SinkEvent
+from agentmesh._private.record_sink import Json
 from agentmesh._private.redact import redact
 from agentmesh.errors import ApprovalDenied, ApprovalRequired, InputRequired, UserError
 from agentmesh.grants import ToolGrant
@@ -82,7 +82,7 @@ class TaskScope:
     """The run node this task works for (None outside a plan run): keys its tool calls."""
     usage: Usage = field(default_factory=Usage)
     """The task's model calls, its nested agent calls' included (reported on its end)."""
-    events: list[SinkEvent] = field(default_factory=list)
+    events: list[Json] = field(default_factory=list)
     """What the task did, for the flight recorder (``record_sink``; reported on its end)."""
 
     def __post_init__(self) -> None:
