@@ -27,7 +27,10 @@ from agentmesh import Agent, LlamaCppModel, Mesh, ModelCache, Policy, Resources,
 from agentmesh._private.ray_init import ensure_ray
 from agentmesh.inference import default_model_path
 
-THREADS = 2
+# llama.cpp's threads, the same on both sides: all cores but one, which the rest of the mesh
+# (Ray's own processes, the agent and security actors) needs; more threads than free cores
+# make generation collapse (measured here on 2 cores with 2 threads: ratio 0.80, with 1: 1.04)
+THREADS = max(1, (os.cpu_count() or 2) - 1)
 N_CTX = 2048
 MAX_TOKENS = 96
 ROUNDS = 3
