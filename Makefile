@@ -17,31 +17,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-# stdio MCP servers run sandboxed by default (bubblewrap): root installs it; others are told how.
-install: $(STAMP)
-	@command -v bwrap >/dev/null 2>&1 || { \
+# A Debian package a command needs: root installs it with apt-get; others are told how.
+# $(1) the command, $(2) the package, $(3) what goes wrong without it.
+define apt_tool
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap (the sandbox of stdio MCP servers) with apt-get"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null || \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }; \
+	    echo "installing $(2) with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }; \
 	  else \
-	    echo "agentmesh: bubblewrap (bwrap) is not installed. Stdio MCP servers run sandboxed by" >&2; \
-	    echo "  default and will not start without it (SandboxUnavailableError). Install it:" >&2; \
-	    echo "  sudo apt-get install bubblewrap   (Debian/Ubuntu; dnf/pacman/apk: same name)" >&2; \
+	    echo "agentmesh: $(1) is not installed: $(3). Install it:" >&2; \
+	    echo "  sudo apt-get install $(2)   (Debian/Ubuntu)" >&2; \
 	  fi; }
+endef
 
-# the dashboard's test renders its page in headless Chromium: root installs Debian's package.
+# stdio MCP servers run sandboxed by default (bubblewrap).
+install: $(STAMP)
+	$(call apt_tool,bwrap,bubblewrap,stdio MCP servers run sandboxed by default and will not start without it (SandboxUnavailableError))
+
+# the dashboard's test renders its page in headless Chromium (skipped without it).
 .PHONY: chromium
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (the dashboard test's headless browser) with apt-get"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
-	  else \
-	    echo "agentmesh: chromium is not installed; the dashboard's browser test is skipped." >&2; \
-	    echo "  sudo apt-get install chromium   (Debian/Ubuntu)" >&2; \
-	  fi; }
+	$(call apt_tool,chromium,chromium,the dashboard's browser test is skipped)
 
 demo: install
 	$(VENV)/bin/agentmesh demo

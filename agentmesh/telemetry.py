@@ -117,16 +117,8 @@ def export_run(goal: str, events: list[RunEvent], telemetry: Telemetry) -> None:
             if telemetry.content:
                 attributes["gen_ai.input.messages"] = str(body.request.get("prompt", ""))
                 attributes["gen_ai.output.messages"] = body.text
-            span = tracer.start_span(
-                f"{operation} {body.model}",
-                context=context,
-                start_time=_ns(event.at - body.latency_s),
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-            )
-            if body.error:
-                span.set_status(Status(StatusCode.ERROR, body.error.type))
-            span.end(end_time=_ns(event.at))
+            failed = body.error.type if body.error else None
+            _timed_span(tracer, f"{operation} {body.model}", event, context, attributes, failed)
             common = {"gen_ai.operation.name": operation, "gen_ai.request.model": body.model}
             tokens.record(body.prompt_tokens, {**common, "gen_ai.token.type": "input"})
             tokens.record(body.completion_tokens, {**common, "gen_ai.token.type": "output"})
@@ -139,16 +131,30 @@ def export_run(goal: str, events: list[RunEvent], telemetry: Telemetry) -> None:
             }
             if telemetry.content:
                 attributes["gen_ai.tool.call.arguments"] = str(body.arguments)
-            span = tracer.start_span(
-                f"execute_tool {body.tool}",
-                context=context,
-                start_time=_ns(event.at - body.latency_s),
-                kind=SpanKind.INTERNAL,
-                attributes=attributes,
-            )
-            if body.error or body.is_error:
-                span.set_status(Status(StatusCode.ERROR, body.error.type if body.error else ""))
-            span.end(end_time=_ns(event.at))
+            failed = body.error.type if body.error else ("tool error" if body.is_error else None)
+            _timed_span(tracer, f"execute_tool {body.tool}", event, context, attributes, failed)
     for span, at in reversed(ending):
         span.end(end_time=at)
     root.end(end_time=_ns(end))
+
+
+def _timed_span(
+    tracer: Any,
+    name: str,
+    event: RunEvent,
+    context: Any,
+    attributes: dict[str, Any],
+    failed: str | None,
+) -> None:
+    """A finished call's span: it ended when it was recorded and lasted its latency."""
+    latency = getattr(event.body, "latency_s", 0.0)
+    span = tracer.start_span(
+        name,
+        context=context,
+        start_time=_ns(event.at - latency),
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+    )
+    if failed is not None:
+        span.set_status(Status(StatusCode.ERROR, failed))
+    span.end(end_time=_ns(event.at))
