@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, JsonValue
 
-from agentmesh import Agent, InputRequired, Resources, StdioServer, skill
+from agentmesh import Agent, InputRequired, Resources, StdioServer, ToolSpec, skill
 
 POLICY = str(Path(__file__).parent / "policies" / "test.yaml")
 # What the "planner" scripted model answers: a plan naming a missing skill, then a good one.
@@ -209,3 +209,15 @@ class Tasker(Agent):
         for _ in range(chunks):
             await asyncio.sleep(0)
             yield "x" * size
+
+
+#: A tool the model backends' tests offer a model.
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Current weather for a city.",
+    input_schema={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)

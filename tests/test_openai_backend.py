@@ -35,21 +35,13 @@ from agentmesh.inference import (
     GenerateRequest,
     GenerateResponse,
     OpenAIModel,
-    ToolSpec,
     default_model_path,
 )
 
+from .mesh_agents import WEATHER
+
 KEY_ENV = "AGENTMESH_TEST_OPENAI_KEY"
 KEY = "test-key-7f3a"
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Current weather for a city.",
-    input_schema={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
 
 
 def _free_port() -> int:

@@ -103,14 +103,22 @@ async def test_a_run_is_recorded_with_causes_in_order(ray_session: None, tmp_pat
     assert missing.exit_code == 1 and "no recording" in missing.output
 
 
+#: One node that searches the docs server (its tool call is what the tests look for).
+SEARCH = Plan(
+    goal="search",
+    steps=[
+        PlanStep(
+            id="t", agent="tooler", skill="call_tool",
+            args={"tool": "docs.search_docs", "args": {"query": "ray"}},
+        )
+    ],
+)  # fmt: skip
+
+
 async def test_tool_calls_are_recorded_with_their_results(
     ray_session: None, tmp_path: Path
 ) -> None:
-    step = PlanStep(
-        id="t", agent="tooler", skill="call_tool",
-        args={"tool": "docs.search_docs", "args": {"query": "ray"}},
-    )  # fmt: skip
-    plan = Plan(goal="search", steps=[step])
+    plan = SEARCH
     async with Mesh(
         [DocsTooler],
         tools=[DOCS],

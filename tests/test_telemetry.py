@@ -18,13 +18,18 @@ from agentmesh.telemetry import Telemetry
 from .mesh_agents import DOCS, POLICY
 from .test_models import POLICY as OPEN_POLICY
 from .test_models import Editor, Writer
-from .test_recording import DocsTooler
+from .test_recording import SEARCH, DocsTooler
 
 
-async def test_a_run_exports_genai_spans_and_metrics(ray_session: None, tmp_path: Path) -> None:
+def _tracing() -> tuple[InMemorySpanExporter, TracerProvider]:
     spans = InMemorySpanExporter()
     tracing = TracerProvider()
     tracing.add_span_processor(SimpleSpanProcessor(spans))
+    return spans, tracing
+
+
+async def test_a_run_exports_genai_spans_and_metrics(ray_session: None, tmp_path: Path) -> None:
+    spans, tracing = _tracing()
     reader = InMemoryMetricReader()
     telemetry = Telemetry(
         tracer_provider=tracing, meter_provider=MeterProvider(metric_readers=[reader]), content=True
@@ -68,19 +73,12 @@ async def test_a_run_exports_genai_spans_and_metrics(ray_session: None, tmp_path
 
 
 async def test_tool_calls_export_as_execute_tool_spans(ray_session: None, tmp_path: Path) -> None:
-    spans = InMemorySpanExporter()
-    tracing = TracerProvider()
-    tracing.add_span_processor(SimpleSpanProcessor(spans))
-    step = PlanStep(
-        id="t", agent="tooler", skill="call_tool",
-        args={"tool": "docs.search_docs", "args": {"query": "ray"}},
-    )  # fmt: skip
-    plan = Plan(goal="search", steps=[step])
+    spans, tracing = _tracing()
     async with Mesh(
         [DocsTooler], tools=[DOCS], policy=POLICY, run_store=tmp_path / "runs.db",
         recorder=tmp_path / "rec.db", telemetry=Telemetry(tracer_provider=tracing),
     ) as mesh:  # fmt: skip
-        await mesh.run("search", planner=TemplatePlanner(lambda goal: plan))
+        await mesh.run("search", planner=TemplatePlanner(lambda goal: SEARCH))
     [tool] = [s for s in spans.get_finished_spans() if s.name == "execute_tool docs.search_docs"]
     assert tool.attributes["gen_ai.tool.name"] == "docs.search_docs"  # type: ignore[index]
     assert "gen_ai.tool.call.arguments" not in (tool.attributes or {})  # content is opt-in

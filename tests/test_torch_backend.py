@@ -23,9 +23,10 @@ from agentmesh.inference import (
     GenerateRequest,
     GenerateResponse,
     ModelInfo,
-    ToolSpec,
     TorchModel,
 )
+
+from .mesh_agents import WEATHER
 
 pytest.importorskip("transformers", reason="needs the `torch` extra")
 pytest.importorskip("gguf", reason="needs the `torch` extra")
@@ -134,15 +135,7 @@ def test_json_schema_validated_and_asked_again(model: TorchBackend) -> None:
 
 
 def test_tool_call_from_a_few_shot_prompt(model: TorchBackend) -> None:
-    weather = ToolSpec(
-        name="get_weather",
-        description="Current weather for a city.",
-        input_schema={
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    )
+    weather = WEATHER
     prompt = (
         'Question: What is the weather in Paris?\n{"tool": "get_weather", "arguments": '
         '{"city": "Paris"}}\nQuestion: What is the weather in Rome?\n'
