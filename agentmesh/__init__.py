@@ -47,6 +47,7 @@ from agentmesh.errors import (
     ModelUnreachableError,
     NoApprovalPendingError,
     NodeTimeoutError,
+    NoRecordingError,
     OutputValidationError,
     PlacementError,
     PlanningError,
@@ -54,6 +55,7 @@ from agentmesh.errors import (
     PolicyError,
     RateLimited,
     RemoteAgentError,
+    ReplayEffectError,
     RunError,
     RunFailedError,
     RunFinishedError,
@@ -134,6 +136,7 @@ from agentmesh.protocols.mcp import HttpServer, McpServerConfig, StdioServer, To
 from agentmesh.provenance import Label, Trust
 from agentmesh.recording import Recorder, RunEvent
 from agentmesh.remote import RemoteAgent
+from agentmesh.replay import Divergence, ReplayCounts, ReplayReport
 from agentmesh.results import (
     ErrorInfo,
     NodeApproval,
@@ -181,6 +184,7 @@ __all__ = [
     "ContentQuarantined",
     "Decision",
     "Detection",
+    "Divergence",
     "Effect",
     "Equals",
     "ErrorInfo",
@@ -218,6 +222,7 @@ __all__ = [
     "ModelUnreachableError",
     "ModelUsage",
     "NoApprovalPendingError",
+    "NoRecordingError",
     "NodeApproval",
     "NodeCheckpoint",
     "NodeRecord",
@@ -242,6 +247,9 @@ __all__ = [
     "RemoteAgent",
     "RemoteAgentError",
     "Replanner",
+    "ReplayCounts",
+    "ReplayEffectError",
+    "ReplayReport",
     "Resources",
     "RetryPolicy",
     "RunError",

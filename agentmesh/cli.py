@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentmesh._private.cli_audit import audit_app
+from agentmesh._private.cli_replay import replay
 from agentmesh._private.cli_runs import approve, resume, runs
 from agentmesh._private.cli_serve import ModelPathOption, serve
 from agentmesh._private.cli_tools import tools_app, warn_unsandboxed
@@ -127,7 +128,7 @@ def demo(
     console.print(
         f"Models: {usage.calls} call(s), {usage.tokens} tokens, {usage.cache_hits} cache hit(s). "
         f"Run {report.result.run_id}: agentmesh trace {report.result.run_id} (or agentmesh "
-        "dashboard) shows what happened."
+        f"dashboard) shows what happened; agentmesh replay {report.result.run_id} replays it."
     )
 
 
@@ -169,6 +170,7 @@ app.command()(runs)
 app.command()(resume)
 app.command()(approve)
 app.command()(trace)
+app.command()(replay)
 app.command()(dashboard)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "ModelTimeoutError",
     "ModelUnreachableError",
     "NoApprovalPendingError",
+    "NoRecordingError",
     "NodeTimeoutError",
     "OutputValidationError",
     "PlacementError",
@@ -51,6 +52,7 @@ __all__ = [
     "PolicyError",
     "RateLimited",
     "RemoteAgentError",
+    "ReplayEffectError",
     "RunError",
     "RunFailedError",
     "RunFinishedError",
@@ -290,6 +292,18 @@ class NoApprovalPendingError(UserError):
         super().__init__(f"step {step_id!r} of run {run_id!r} waits for no approval")
         self.run_id = run_id
         self.step_id = step_id
+
+
+class NoRecordingError(UserError):
+    """A replay needs the run's flight recording, and the recorder holds none for that run
+    (it ran with ``record=False``, or the recording file is another one)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id[:140]!r} has no flight recording to replay (was it run with "
+            "record=False, or recorded to another file?)"
+        )
+        self.run_id = run_id
 
 
 class RunStoreError(UserError):
@@ -542,6 +556,18 @@ class RunFailedError(RunError):
     def __init__(self, message: str, *, result: Any) -> None:
         super().__init__(message)
         self.result = result
+
+
+class ReplayEffectError(ToolError):
+    """A replay (``Mesh.replay``) made a side-effecting tool call its recording does not hold:
+    refused, so a replay never repeats or invents an effect, unless it allows live effects."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(
+            f"the replay calls side-effecting tool {tool!r} with arguments the recording does "
+            "not hold; refused (replay with live_effects=True to make such calls)"
+        )
+        self.tool = tool
 
 
 class BudgetExceededError(RunFailedError):

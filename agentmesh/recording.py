@@ -84,6 +84,13 @@ class ModelCallEvent(_Body):
 
     kind: Literal["model_call"] = "model_call"
     model: str
+    """The model that answered (a route's choice; the name asked for when none did)."""
+    asked: str | None = None
+    """The model or route the agent asked for."""
+    backend: str = ""
+    backend_model: str = ""
+    """The backend that answered and its own name for the model (GenerateResponse.backend
+    and .model: a llama.cpp weights file, say)."""
     version: str | None = None
     digest: str | None = None
     request: dict[str, JsonValue]
@@ -95,6 +102,9 @@ class ModelCallEvent(_Body):
     latency_s: float = 0.0
     cached: bool = False
     fallbacks: list[str] = Field(default_factory=list)
+    finish_reason: str = ""
+    replayed: bool = False
+    """Served from the recording being replayed (``Mesh.replay``), not generated."""
     error: ErrorInfo | None = None
 
 
@@ -110,7 +120,8 @@ class ToolCallEvent(_Body):
     structured: JsonValue = None
     latency_s: float = 0.0
     replayed: bool = False
-    """Served from the task's own journal (a resumed task), not called again."""
+    """Served from the task's own journal (a resumed task) or from the recording being
+    replayed (``Mesh.replay``), not called again."""
     error: ErrorInfo | None = None
 
 
@@ -151,6 +162,33 @@ class RunEvent(BaseModel):
     parent: str | None = None
     why: str | None = None
     body: EventBody
+
+    def describe(self) -> str:
+        """One line about the event (plain text), as ``agentmesh trace`` shows it."""
+        body = self.body
+        if body.kind == "plan":
+            steps = ", ".join(s.id for s in body.plan.steps)
+            return f"plan (revision {body.revision}): {steps}"
+        if body.kind == "node":
+            error = f": {body.error.type}: {body.error.message}" if body.error else ""
+            return f"node {self.node} {body.status.value} (attempt {body.attempt}){error}"
+        if body.kind == "message":
+            what = "reply" if body.reply else "call"
+            error = f" failed: {body.error.type}" if body.error else ""
+            return f"{what} {body.sender} -> {body.recipient}.{body.skill}{error}"
+        if body.kind == "decision":
+            who = f"{body.principal} -> {body.target}"
+            return f"vet {body.decision} {who}: {body.verdict} ({body.rule})"
+        replayed = " (replayed)" if body.replayed else ""
+        if body.kind == "model_call":
+            got = f"error {body.error.type}" if body.error else f"{body.completion_tokens} tokens"
+            hit = ", cached" if body.cached else ""
+            return (
+                f"model {body.model}: {body.prompt_tokens} in, {got}, {body.latency_s:.3f}s"
+                f"{hit}{replayed}"
+            )
+        error = f" error {body.error.type}" if body.error else ""
+        return f"tool {body.tool}{replayed}{error}"
 
 
 class Recorder(Protocol):

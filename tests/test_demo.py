@@ -80,3 +80,8 @@ def test_cli_demo_runs_the_real_model(ray_session: None) -> None:
     assert shown.exit_code == 0, shown.output
     [call] = [e["body"] for e in json.loads(shown.output) if e["body"]["kind"] == "model_call"]
     assert call["model"] == "local" and call["digest"].startswith("sha256:") and call["text"]
+    # and it replays exactly, the model's answer served from the recording
+    replayed = CliRunner().invoke(app, ["replay", run_id.group(1)])
+    assert replayed.exit_code == 0, replayed.output
+    assert "identical" in replayed.output, replayed.output
+    assert "served from the recording: 1 model call(s)" in replayed.output

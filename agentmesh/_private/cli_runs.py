@@ -37,7 +37,7 @@ from agentmesh.mesh import Mesh
 from agentmesh.results import RunResult
 from agentmesh.runs import RunState, RunSummary
 
-__all__ = ["approve", "build_mesh", "resume", "runs"]
+__all__ = ["MeshOption", "StoreOption", "approve", "build_mesh", "resume", "runs"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 

@@ -26,34 +26,9 @@ from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import AgentMeshError
 from agentmesh.recording import RunEvent
 
-__all__ = ["dashboard", "describe", "trace"]
+__all__ = ["dashboard", "trace"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
-
-
-def describe(event: RunEvent) -> str:
-    """One line about one event (plain text)."""
-    body = event.body
-    if body.kind == "plan":
-        steps = ", ".join(s.id for s in body.plan.steps)
-        return f"plan (revision {body.revision}): {steps}"
-    if body.kind == "node":
-        error = f": {body.error.type}: {body.error.message}" if body.error else ""
-        return f"node {event.node} {body.status.value} (attempt {body.attempt}){error}"
-    if body.kind == "message":
-        what = "reply" if body.reply else "call"
-        error = f" failed: {body.error.type}" if body.error else ""
-        return f"{what} {body.sender} -> {body.recipient}.{body.skill}{error}"
-    if body.kind == "decision":
-        return (
-            f"vet {body.decision} {body.principal} -> {body.target}: {body.verdict} ({body.rule})"
-        )
-    if body.kind == "model_call":
-        got = f"error {body.error.type}" if body.error else f"{body.completion_tokens} tokens"
-        hit = ", cached" if body.cached else ""
-        return f"model {body.model}: {body.prompt_tokens} in, {got}, {body.latency_s:.3f}s{hit}"
-    error = f" error {body.error.type}" if body.error else ""
-    return f"tool {body.tool}{' (replayed)' if body.replayed else ''}{error}"
 
 
 def _tree(run_id: str, events: list[RunEvent]) -> Tree:
@@ -66,7 +41,7 @@ def _tree(run_id: str, events: list[RunEvent]) -> Tree:
     def grow(branch: Tree, event: RunEvent) -> None:
         who = f"[cyan]{escape(event.agent)}[/cyan] " if event.agent else ""
         why = f" [dim]({escape(event.why)})[/dim]" if event.why else ""
-        twig = branch.add(f"{who}{escape(describe(event))}{why}")
+        twig = branch.add(f"{who}{escape(event.describe())}{why}")
         for child in children.get(event.id, []):
             grow(twig, child)
 
@@ -104,7 +79,7 @@ def trace(
     console.print("[bold]timeline[/bold]")
     for event in events:
         where = f"{event.node or '-':>10} {event.agent or '-':>10}"
-        console.print(f"{event.at - start:9.3f}s {where}  {escape(describe(event))}")
+        console.print(f"{event.at - start:9.3f}s {where}  {escape(event.describe())}")
 
 
 def dashboard(

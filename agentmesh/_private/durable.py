@@ -111,9 +111,11 @@ class DurableRuns:
         revise: Revise | None = None,
         budget: Budget | None = None,
         planned: Sequence[Json] = (),
+        replay: str | None = None,
     ) -> RunResult:
         """Store the new run (every node pending), then execute it checkpointed; ``planned``
-        are the events of its planning (the planner's model calls), recorded with its plan."""
+        are the events of its planning (the planner's model calls), recorded with its plan;
+        ``replay`` names the tape serving a replay's recorded answers."""
         now = time.time()
         info = RunInfo(
             run_id=run_id,
@@ -129,7 +131,7 @@ class DurableRuns:
         await self._ensure_ledger(security)
         return await self._execute(
             plan, graph, send, run_id, retrier, [], [], revise,
-            fresh=True, budget=budget, planned=list(planned),
+            fresh=True, budget=budget, planned=list(planned), replay=replay,
         )  # fmt: skip
 
     async def resume(
@@ -205,6 +207,7 @@ class DurableRuns:
         fresh: bool,
         budget: Budget | None,
         planned: list[Json] | None = None,
+        replay: str | None = None,
     ) -> RunResult:
         """Execute checkpointed (and recorded); when the run fails and ``revise`` gives a
         revised plan, store it next to the one it replaces and go on with it (up to
@@ -218,7 +221,14 @@ class DurableRuns:
                     result = await execute(
                         plan,
                         graph,
-                        node_send(send, run_id, self.store, fresh=fresh, recording=recording),
+                        node_send(
+                            send,
+                            run_id,
+                            self.store,
+                            fresh=fresh,
+                            recording=recording,
+                            replay=replay,
+                        ),
                         run_id=run_id,
                         retrier=retrier,
                         checkpoint=RunCheckpointer(

@@ -27,6 +27,7 @@ from agentmesh._private.call_batch import Answers, serve_threads
 from agentmesh._private.grants import call_key, canonical
 from agentmesh._private.model_router import ModelRouter
 from agentmesh._private.record_events import note_model_call, note_tool_call
+from agentmesh._private.replay_tape import served_model, served_tool
 from agentmesh._private.router import Peer, Router, await_ray
 from agentmesh._private.skill_invoke import CONTEXT_ID
 from agentmesh._private.task_runner import TaskRunner
@@ -90,6 +91,10 @@ class _HostContext:
             extras = scope.tool_extras(key)
             if effect is not None:
                 extras["idempotency"] = effect
+        replay = await served_tool(scope, self._host.name, tool, args)
+        if replay is not None:  # the security actor vets it, then serves what was recorded
+            extras["replay"] = replay
+        from_tape = replay is not None and replay.served
         started = time.perf_counter()
         try:
             if self._host.tools is not None:  # the node-local socket: same checks, no Ray hop
@@ -101,12 +106,12 @@ class _HostContext:
                 )
         except ApprovalRequired as exc:
             exc.arguments = dict(args)  # for the question the task puts to the user
-            note_tool_call(self._host.name, tool, args, started, error=exc)
+            note_tool_call(self._host.name, tool, args, started, error=exc, replayed=from_tape)
             raise
         except AgentMeshError as exc:
-            note_tool_call(self._host.name, tool, args, started, error=exc)
+            note_tool_call(self._host.name, tool, args, started, error=exc, replayed=from_tape)
             raise
-        note_tool_call(self._host.name, tool, args, started, result=result)
+        note_tool_call(self._host.name, tool, args, started, result=result, replayed=from_tape)
         if scope is not None:
             scope.absorb(result.label or Label.tool(tool))
             scope.record(key, result)
@@ -140,14 +145,21 @@ class _HostContext:
         scope = SCOPE.get(None)  # the task's usage counts the call; its label the output
         usage = scope.usage if scope is not None else None
         started = time.perf_counter()
+        served = await served_model(scope, self._host.name, name, request, models)
+        from_tape = served is not None
         try:
-            response = await models.generate(
-                name, request, breakers=self._host.breakers, usage=usage
-            )
+            if served is not None:  # a replay: the recorded answer
+                response = served.answer()
+            else:
+                response = await models.generate(
+                    name, request, breakers=self._host.breakers, usage=usage
+                )
         except AgentMeshError as exc:
-            note_model_call(self._host.name, name, request, started, error=exc)
+            note_model_call(self._host.name, name, request, started, error=exc, replayed=from_tape)
             raise
-        note_model_call(self._host.name, name, request, started, response=response)
+        note_model_call(
+            self._host.name, name, request, started, response=response, replayed=from_tape
+        )
         response.label = scope.label if scope is not None else None
         return response
 

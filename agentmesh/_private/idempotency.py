@@ -80,6 +80,7 @@ class _Stamp(BaseModel):
     step_id: str
     path: list[str] = []
     recorded: list[str] | None = None
+    replay: str | None = None
 
 
 @dataclass
@@ -92,6 +93,9 @@ class IdempotencyScope:
     """The nested skill calls from the node's own task down to this one (``agent.skill#n``)."""
     recorded: frozenset[str] | None = None
     """The node's keys the ledger held when this attempt started (None: not known)."""
+    replay: str | None = None
+    """In a replay (``Mesh.replay``): the name of the tape actor serving recorded answers
+    (see :mod:`agentmesh._private.replay_tape`)."""
     _seen: Counter[str] = field(default_factory=Counter, repr=False)
 
     def _ordinal(self, what: str) -> int:
@@ -113,18 +117,22 @@ class IdempotencyScope:
         """The scope of a nested skill call this task makes (counted like a tool call)."""
         ordinal = self._ordinal(f"skill\0{agent}.{skill}\0{canonical(args)}")
         path = (*self.path, f"{agent}.{skill}#{ordinal}")
-        return IdempotencyScope(self.run_id, self.step_id, path, self.recorded)
+        return IdempotencyScope(self.run_id, self.step_id, path, self.recorded, self.replay)
 
     def fresh(self) -> IdempotencyScope:
         """The same place with no calls counted (a resumed task runs from its start again)."""
-        return IdempotencyScope(self.run_id, self.step_id, self.path, self.recorded)
+        return IdempotencyScope(self.run_id, self.step_id, self.path, self.recorded, self.replay)
 
 
 def stamp_idempotency(message: Message, scope: IdempotencyScope) -> None:
     """Write the scope on a skill call (beside the grant, in metadata only routers write)."""
     recorded = sorted(scope.recorded) if scope.recorded is not None else None
     stamp = _Stamp(
-        run_id=scope.run_id, step_id=scope.step_id, path=list(scope.path), recorded=recorded
+        run_id=scope.run_id,
+        step_id=scope.step_id,
+        path=list(scope.path),
+        recorded=recorded,
+        replay=scope.replay,
     )
     message.metadata.fields[META_KEY].struct_value.fields[
         _FIELD
@@ -144,4 +152,4 @@ def read_idempotency(message: Message) -> IdempotencyScope | None:
     except ValidationError as exc:
         raise UserError(f"the skill call carries a malformed run stamp: {exc}") from None
     recorded = frozenset(stamp.recorded) if stamp.recorded is not None else None
-    return IdempotencyScope(stamp.run_id, stamp.step_id, tuple(stamp.path), recorded)
+    return IdempotencyScope(stamp.run_id, stamp.step_id, tuple(stamp.path), recorded, stamp.replay)

@@ -21,6 +21,7 @@ import networkx as nx
 from agentmesh._private.durable import DurableRuns, check_run_id, open_store
 from agentmesh._private.mesh_actors import MeshActors
 from agentmesh._private.mesh_recover import recover_agent
+from agentmesh._private.mesh_replay import replay_rng, replay_run
 from agentmesh._private.node_retry import Cancel, NodeRetrier
 from agentmesh._private.principal import USER, check_principal
 from agentmesh._private.record_sink import SINK
@@ -32,6 +33,7 @@ from agentmesh.inference import GenerateRequest, GenerateResponse
 from agentmesh.models import Budget
 from agentmesh.planner import Generate, Plan, Planner, Replanner, SkillInfo, validate_plan
 from agentmesh.recording import Recorder
+from agentmesh.replay import ReplayReport
 from agentmesh.retry import RetryPolicy
 from agentmesh.runs import RunStore
 from agentmesh.telemetry import Telemetry
@@ -252,6 +254,33 @@ class MeshRuns:
         await self._durable().answer(run_id, step_id, approve=approve, by=check_principal(by))
         return await self.resume_run(
             run_id, planner=planner, max_replans=max_replans, budget=budget
+        )
+
+    async def replay(self, run_id: str, *, live_effects: bool = False) -> ReplayReport:
+        """Run recorded run ``run_id`` again on this mesh, every model and tool answer served
+        from its flight recording where the call is unchanged, and compare the two recordings
+        (see :mod:`agentmesh.replay`). On the run's own mesh the report says whether the run
+        is reproducible; on a changed one (a prompt, a model, a policy, an agent's code),
+        where it diverged, changed calls having gone live. A side-effecting tool call the
+        recording lacks is refused (ReplayEffectError) unless ``live_effects``.
+
+        Raises:
+            UnknownRunError: no such run in the run store.
+            NoRecordingError: the recorder holds no recording of it.
+            ConfigError: this mesh records nothing (``record=False``).
+            PlanValidationError: its plan does not fit this mesh's skills.
+        """
+        router = self._ready()
+        catalog = self.catalog()
+        return await replay_run(
+            run_id,
+            durable=self._durable(),
+            recorder=self.recorder,
+            router=router,
+            catalog=catalog,
+            retrier=self._retrier(None, None, replay_rng()),
+            security=list(self._actors.security.values()),
+            live_effects=live_effects,
         )
 
     def _retrier(

@@ -101,8 +101,10 @@ def note_model_call(
     *,
     response: GenerateResponse | None = None,
     error: AgentMeshError | None = None,
+    replayed: bool = False,
 ) -> None:
-    """Record a model call ``agent`` made to ``name`` (a model or a route)."""
+    """Record a model call ``agent`` made to ``name`` (a model or a route); ``replayed``: its
+    answer came from the recording a replay serves."""
     if SINK.get() is None:
         return
     answer = response or GenerateResponse(
@@ -116,6 +118,9 @@ def note_model_call(
         why = f"route {name!r} chose {served!r}{tried}"
     body = ModelCallEvent(
         model=served,
+        asked=name,
+        backend=answer.backend,
+        backend_model=answer.model if response is not None else "",
         version=answer.version,
         digest=answer.digest,
         request=redacted(request.model_dump(mode="json")),  # type: ignore[arg-type]
@@ -126,6 +131,8 @@ def note_model_call(
         latency_s=time.perf_counter() - started,
         cached=answer.cached,
         fallbacks=answer.fallbacks,
+        finish_reason=answer.finish_reason,
+        replayed=replayed,
         error=error_info(error) if error is not None else None,
     )
     note(body, agent=agent, why=why)
@@ -139,8 +146,10 @@ def note_tool_call(
     *,
     result: ToolResult | None = None,
     error: AgentMeshError | None = None,
+    replayed: bool = False,
 ) -> None:
-    """Record a tool call (``started`` None: served from the task's journal, not made)."""
+    """Record a tool call (``started`` None: served from the task's journal, not made;
+    ``replayed``: the security actor served it from the recording a replay serves)."""
     if SINK.get() is None:
         return
     body = ToolCallEvent(
@@ -151,7 +160,7 @@ def note_tool_call(
         is_error=result.is_error if result is not None else False,
         structured=redacted(result.structured) if result is not None else None,
         latency_s=time.perf_counter() - started if started is not None else 0.0,
-        replayed=started is None,
+        replayed=replayed or started is None,
         error=error_info(error) if error is not None else None,
     )
     note(body, agent=agent)

@@ -30,12 +30,14 @@ def node_send(
     *,
     fresh: bool,
     recording: RunRecording | None = None,
+    replay: str | None = None,
 ) -> Send:
     """``send`` stamping each skill call with the run node it is made for (set by the
     executor around each node), so the node's tool calls get idempotency keys, and with the
     keys the ledger already holds for that node. Those are read once per attempt, except for
     the first attempt of a node of a ``fresh`` run (one just created: its ledger is empty).
-    With a ``recording``, what each call gathered (``record_sink``) is recorded for its node."""
+    With a ``recording``, what each call gathered (``record_sink``) is recorded for its node;
+    in a replay, the calls carry the name of the ``replay`` tape that serves recorded answers."""
     tried: set[str] = set()
 
     async def stamped(
@@ -48,7 +50,7 @@ def node_send(
             if not fresh or node in tried:
                 recorded = await asyncio.to_thread(store.effect_keys, run_id, node)
             tried.add(node)
-            scope = IdempotencyScope(run_id, node, recorded=frozenset(recorded))
+            scope = IdempotencyScope(run_id, node, recorded=frozenset(recorded), replay=replay)
         if recording is None:
             return await send(agent, skill, args, idempotency=scope, **kwargs)
         sink = SINK.set([])

@@ -19,6 +19,7 @@ from agentmesh._private.decisions import Decision, QuarantineItem
 from agentmesh._private.idempotency import CallKey
 from agentmesh._private.limits import BreakerStatus
 from agentmesh._private.policy_schema import Policy
+from agentmesh._private.replay_tape import ReplayedTool
 from agentmesh._private.tool_channel import ToolChannelServer
 from agentmesh._private.tool_gateway import ToolGateway
 from agentmesh._private.vet_batch import VetCall, run_batch
@@ -129,6 +130,7 @@ class SecurityActor:
         approvals: Sequence[str] = (),
         context: str | None = None,
         idempotency: CallKey | None = None,
+        replay: ReplayedTool | None = None,
     ) -> ToolResult:
         if self.gateway is None:
             raise UnknownToolError(f"tool {tool!r}: the mesh has no MCP servers configured")
@@ -141,6 +143,7 @@ class SecurityActor:
             approvals=approvals,
             context=context,
             idempotency=idempotency,
+            replay=replay,
         )
 
     async def close(self) -> None:

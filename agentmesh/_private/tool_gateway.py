@@ -24,6 +24,7 @@ from agentmesh._private.effect_ledger import EffectLedger, Meta
 from agentmesh._private.grants import canonical, tool_label
 from agentmesh._private.idempotency import CallKey
 from agentmesh._private.policy_schema import Policy
+from agentmesh._private.replay_tape import ReplayedTool
 from agentmesh._private.sandbox import with_policy
 from agentmesh._private.tool_vetting import PinStore, ToolAssessment
 from agentmesh.errors import (
@@ -134,12 +135,15 @@ class ToolGateway:
         approvals: Collection[str] = (),
         context: str | None = None,
         idempotency: CallKey | None = None,
+        replay: ReplayedTool | None = None,
     ) -> ToolResult:
         """Run ``tool`` for ``agent`` if the policy and the plan node's ``grant`` allow it
         with the task's provenance ``label``; vet what it returns and label it. ``context``
         (the run) keys what the exfiltration copy check remembers. A side-effecting call
         with an ``idempotency`` key (made in a run) sends it to the server and is made once
-        per key: the ledger's recorded result stands in for a repeat, vetted as a new one."""
+        per key: the ledger's recorded result stands in for a repeat, vetted as a new one.
+        In a replay, ``replay`` carries the recorded answer, checked and vetted the same way
+        (see :mod:`agentmesh._private.replay_tape`)."""
         payload = canonical(args)
         if len(payload.encode()) > self.limits.max_argument_bytes:
             raise ToolArgumentsError(
@@ -165,7 +169,8 @@ class ToolGateway:
             raise ToolNotApprovedError(tool, status="malformed", reason=self._malformed[tool])
         self._check_arguments(info, args)
         side_effecting = tool_label(self.policy, tool).effect is not Effect.READ_ONLY
-        result = await self.effects.once(
+        recorded = replay.answer(side_effecting=side_effecting) if replay is not None else None
+        result = recorded or await self.effects.once(
             tool,
             idempotency if side_effecting else None,
             lambda meta: self._call(info, args, meta=meta),
