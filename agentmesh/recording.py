@@ -114,6 +114,8 @@ class ToolCallEvent(_Body):
     kind: Literal["tool_call"] = "tool_call"
     tool: str
     server: str = ""
+    definition: str | None = None
+    """The hash of the tool's pinned definition the call was checked against."""
     arguments: dict[str, JsonValue]
     text: str = ""
     is_error: bool = False

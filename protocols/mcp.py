@@ -74,6 +74,9 @@ class ToolResult(BaseModel):
     duration_s: float
     label: Label | None = None
     """Its provenance, set by the mesh's tool gateway (untrusted unless the policy says so)."""
+    definition_hash: str | None = None
+    """Inside a mesh: the hash of the tool's definition the call was checked against (its
+    pin), set by the tool gateway; the flight recorder keeps it with the call."""
 
 
 def _tool_info(server: str, tool: mcp_types.Tool) -> ToolInfo:

@@ -186,7 +186,8 @@ def test_the_recording_file_is_ours_or_refused(tmp_path: Path) -> None:
 async def test_the_planners_model_calls_are_recorded_with_the_plan(
     ray_session: None, tmp_path: Path
 ) -> None:
-    steps = [{"id": "w", "agent": "writer", "skill": "write", "args": {"topic": "x"}}]
+    steps = [{"id": "w", "agent": "writer", "skill": "write", "args": {"topic": "x"},
+              "description": "the writer writes topics"}]  # fmt: skip
     planner_model = ScriptedModel(["not a plan", json.dumps({"goal": "g", "steps": steps})])
     models = {"planner": planner_model, "default": ScriptedModel(["done"])}
     async with Mesh(
@@ -204,3 +205,6 @@ async def test_the_planners_model_calls_are_recorded_with_the_plan(
     first, second = events[1].body, events[2].body
     assert (first.text, second.text.startswith("{")) == ("not a plan", True)  # type: ignore[union-attr]
     assert "not a plan" in str(second.request["prompt"])  # type: ignore[union-attr]  # the re-prompt
+    # the planner's reason for the step is recorded as the why of the node's message
+    [call] = [e for e in events if e.body.kind == "message" and e.node == "w" and not e.body.reply]  # type: ignore[union-attr]
+    assert call.why == "the plan's step w: the writer writes topics"

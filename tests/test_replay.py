@@ -93,6 +93,9 @@ async def test_a_replay_on_the_same_mesh_is_identical_and_calls_nothing(
     assert stored.output == "recorded a line" and stored.nodes[0].attempts == 2
     calls = [e.body for e in events if e.body.kind in ("model_call", "tool_call")]
     assert len(calls) == 6 and all(c.replayed for c in calls)  # type: ignore[union-attr]
+    # each tool call names the pinned definition it was checked against
+    tools = [c for c in calls if c.kind == "tool_call"]
+    assert all(c.definition for c in tools) and len({c.definition for c in tools}) == 2
 
 
 async def test_a_changed_prompt_diverges_at_that_call_and_its_effect_is_refused(

@@ -155,6 +155,7 @@ def note_tool_call(
     body = ToolCallEvent(
         tool=tool,
         server=result.server if result is not None else "",
+        definition=result.definition_hash if result is not None else None,
         arguments=redacted(args),  # type: ignore[arg-type]
         text=redact(result.text) if result is not None else "",
         is_error=result.is_error if result is not None else False,

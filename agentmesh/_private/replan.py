@@ -19,8 +19,9 @@ __all__ = ["PLAN_FORMAT", "replan_prompt", "skills_text"]
 
 PLAN_FORMAT = (
     "Plan how to reach the goal with these skills. Answer with one JSON object "
-    '{"goal": str, "steps": [{"id", "agent", "skill", "args", "inputs"}], "output"}; '
-    "'inputs' maps a parameter to the id of the step whose result feeds it.\n"
+    '{"goal": str, "steps": [{"id", "agent", "skill", "args", "inputs", "description"}], '
+    "\"output\"}; 'inputs' maps a parameter to the id of the step whose result feeds it; "
+    "'description' says why this agent and skill (it is recorded with the step).\n"
 )
 #: The most characters of one succeeded step's output shown to the model.
 OUTPUT_CHARS = 400

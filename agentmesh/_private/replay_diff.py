@@ -47,8 +47,8 @@ def signature(event: RunEvent) -> JsonValue:
         return {"model": b.model, "asked": b.asked, "request": b.request, "text": b.text,
                 "tool_calls": calls, "error": _error(b.error)}  # fmt: skip
     if b.kind == "tool_call":
-        return {"tool": b.tool, "arguments": b.arguments, "text": b.text,
-                "is_error": b.is_error, "structured": b.structured,
+        return {"tool": b.tool, "definition": b.definition, "arguments": b.arguments,
+                "text": b.text, "is_error": b.is_error, "structured": b.structured,
                 "error": _error(b.error)}  # fmt: skip
     return {"decision": b.decision, "principal": b.principal, "target": b.target,
             "verdict": b.verdict, "rule": b.rule}  # fmt: skip

@@ -34,10 +34,16 @@ class RunRecording:
         self._pending: list[Json] = []
         self._writer: asyncio.Task[None] | None = None
         self._calls: dict[str, str] = {}  # node -> its last call's message event (a parent)
+        self._why: dict[str, str] = {}  # node -> the planner's reason for its step
         self.kept: list[Json] | None = None  # every event, when telemetry exports them
 
     def plan(self, plan: Plan, revision: int) -> None:
         why = "re-planned after a node failed for good" if revision else "the planner's plan"
+        self._why = {
+            s.id: f"the plan's step {s.id}: {redact(s.description)}"
+            for s in plan.steps
+            if s.description
+        }
         steps = [s.model_copy(update={"args": redacted(s.args)}) for s in plan.steps]
         plan = plan.model_copy(update={"goal": redact(plan.goal), "steps": steps})
         body = PlanEvent(plan=plan, revision=revision).model_dump(mode="json")
@@ -64,6 +70,8 @@ class RunRecording:
             recorded["run_id"], recorded["node"] = self.run_id, node
         if node is not None and events:
             self._calls[node] = str(events[0]["id"])  # the node's message: later events' parent
+            if events[0].get("why") is None and node in self._why:
+                events[0]["why"] = self._why[node]  # why the planner chose this agent
         self._queue(events)
 
     def events(self) -> list[RunEvent]:

@@ -188,6 +188,7 @@ class ToolGateway:
             raise ToolCallError(f"tool {tool!r} reported an error: {result.text}")
         trusted = tool_label(self.policy, tool).result_trust is Trust.TRUSTED
         result.label = Label.tool(tool, trusted=trusted)
+        result.definition_hash = assessment.hash
         return result
 
     def _check_arguments(self, info: ToolInfo, args: dict[str, JsonValue]) -> None:
