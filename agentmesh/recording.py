@@ -24,9 +24,10 @@ from typing import Annotated, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentmesh.planner import Plan
-from agentmesh.results import ErrorInfo, NodeStatus
+from agentmesh.results import ErrorInfo, NodeApproval, NodeStatus
 
 __all__ = [
+    "ApprovalEvent",
     "DecisionEvent",
     "EventBody",
     "MessageEvent",
@@ -63,6 +64,18 @@ class NodeEvent(_Body):
     errors: list[ErrorInfo] = Field(default_factory=list)
     """Every failed attempt so far, with the retry it led to (``retry_in_s``)."""
     output: JsonValue = None
+    approvals: list[NodeApproval] = Field(default_factory=list)
+    """A waiting node's questions to a human (redacted)."""
+
+
+class ApprovalEvent(_Body):
+    """A human's answer to a waiting node's question (``Mesh.approve_run``); the event's
+    ``agent`` is who answered."""
+
+    kind: Literal["approval"] = "approval"
+    question: str
+    tool: str | None = None
+    answer: bool
 
 
 class MessageEvent(_Body):
@@ -142,7 +155,13 @@ class DecisionEvent(_Body):
 
 
 EventBody = Annotated[
-    PlanEvent | NodeEvent | MessageEvent | ModelCallEvent | ToolCallEvent | DecisionEvent,
+    PlanEvent
+    | NodeEvent
+    | MessageEvent
+    | ModelCallEvent
+    | ToolCallEvent
+    | DecisionEvent
+    | ApprovalEvent,
     Field(discriminator="kind"),
 ]
 
@@ -178,6 +197,8 @@ class RunEvent(BaseModel):
             what = "reply" if body.reply else "call"
             error = f" failed: {body.error.type}" if body.error else ""
             return f"{what} {body.sender} -> {body.recipient}.{body.skill}{error}"
+        if body.kind == "approval":
+            return f"approval {'yes' if body.answer else 'no'} by {self.agent}: {body.question}"
         if body.kind == "decision":
             who = f"{body.principal} -> {body.target}"
             return f"vet {body.decision} {who}: {body.verdict} ({body.rule})"

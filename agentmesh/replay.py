@@ -52,7 +52,9 @@ class Divergence(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["plan", "node", "message", "model_call", "tool_call", "decision", "output"]
+    kind: Literal[
+        "plan", "node", "message", "model_call", "tool_call", "decision", "approval", "output"
+    ]
     node: str | None = None
     agent: str | None = None
     index: int = 0

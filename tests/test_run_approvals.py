@@ -153,6 +153,13 @@ async def test_a_no_fails_the_node_cleanly_and_is_not_replanned(
     assert again.value.result.node("d").status is NodeStatus.SUCCEEDED
     assert again.value.result.node("b").error.type == "ApprovalDenied"
     assert counts(folder, goal) == {"a": 1, "b": 0, "c": 0, "p": 0, "d": 1}
+    # the flight recording has the questions asked and the human's answers
+    events = driver.events(paused.run_id)
+    [asked] = [e.body for e in events if e.node == "b" and e.body.kind == "node"
+               and e.body.status is NodeStatus.WAITING]  # fmt: skip
+    assert [a.question for a in asked.approvals] == ["Ship b?"]  # type: ignore[union-attr]
+    answers = [(e.node, e.agent, e.body.answer) for e in events if e.body.kind == "approval"]  # type: ignore[union-attr]
+    assert answers == [("b", "user", False), ("d", "user", True)]
 
 
 def test_only_the_driver_can_bring_approvals() -> None:

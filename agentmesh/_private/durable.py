@@ -28,7 +28,7 @@ from agentmesh._private.record_sink import SINK, Json
 from agentmesh._private.router import await_ray
 from agentmesh._private.run_checkpoint import RunCheckpointer
 from agentmesh._private.run_nodes import Revise, fresh_nodes, kept_after_revision, node_send
-from agentmesh._private.run_recording import RunRecording
+from agentmesh._private.run_recording import RunRecording, record_answers
 from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import (
     AgentMeshError,
@@ -192,6 +192,8 @@ class DurableRuns:
         for approval in asked:
             approval.answer, approval.answered_by, approval.answered_at = approve, by, now
         await asyncio.to_thread(self.store.save_nodes, run_id, [node])
+        if self.recorder is not None:
+            await asyncio.to_thread(record_answers, self.recorder, run_id, step_id, asked, by)
 
     async def _execute(
         self,

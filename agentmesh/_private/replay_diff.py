@@ -50,6 +50,8 @@ def signature(event: RunEvent) -> JsonValue:
         return {"tool": b.tool, "definition": b.definition, "arguments": b.arguments,
                 "text": b.text, "is_error": b.is_error, "structured": b.structured,
                 "error": _error(b.error)}  # fmt: skip
+    if b.kind == "approval":
+        return {"question": b.question, "tool": b.tool, "answer": b.answer}
     return {"decision": b.decision, "principal": b.principal, "target": b.target,
             "verdict": b.verdict, "rule": b.rule}  # fmt: skip
 

@@ -19,9 +19,9 @@ from agentmesh._private.record_sink import Json, event, redacted
 from agentmesh._private.redact import redact
 from agentmesh.planner import Plan
 from agentmesh.recording import PlanEvent, Recorder, RunEvent
-from agentmesh.results import ErrorInfo, NodeRecord, NodeStatus
+from agentmesh.results import ErrorInfo, NodeApproval, NodeRecord, NodeStatus
 
-__all__ = ["RunRecording"]
+__all__ = ["RunRecording", "record_answers"]
 
 
 class RunRecording:
@@ -59,6 +59,11 @@ class RunRecording:
             "error": _redacted(record.error),
             "errors": [_redacted(e) for e in record.errors],
             "output": redacted(record.output) if done else None,
+            "approvals": [
+                redacted(a.model_dump(mode="json"))
+                for a in record.approvals
+                if record.status is NodeStatus.WAITING
+            ],
         }
         node = record.step_id
         parent = self._calls.get(node)
@@ -111,6 +116,25 @@ class RunRecording:
                     RuntimeWarning,
                     stacklevel=1,
                 )
+
+
+def record_answers(
+    recorder: Recorder, run_id: str, step_id: str, answered: list[NodeApproval], by: str
+) -> None:
+    """Record a human's answers to a paused run's node (outside any run's recording: the
+    run is not running). A failing recorder warns, as in a run."""
+    batch = [
+        event(
+            {"kind": "approval", "question": redact(a.question), "tool": a.tool,
+             "answer": bool(a.answer)},
+            agent=by, run_id=run_id, node=step_id,
+        )
+        for a in answered
+    ]  # fmt: skip
+    try:
+        _append(recorder, batch)
+    except Exception as exc:
+        warnings.warn(f"run {run_id}: the flight recorder failed ({exc})", RuntimeWarning, 2)
 
 
 def _append(recorder: Recorder, batch: list[Json]) -> None:
