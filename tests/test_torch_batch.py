@@ -124,7 +124,7 @@ def test_a_failing_batch_fails_each_caller(
     def broken(requests: list[GenerateRequest]) -> list[GenerateResponse]:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(service._backend, "generate_batch", broken)
+    monkeypatch.setattr(service, "_generate_batch", broken)
     before = service.info().batches
     errors = run_while_busy(service, REQUESTS[:3])
     assert service.info().batches == before + 1 and service.info().largest_batch == 3
