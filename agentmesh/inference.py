@@ -141,6 +141,9 @@ class ModelInfo(BaseModel):
     calls_served: int
     # where the weights run: "cpu", "cuda:0", ... (None for scripted and remote models)
     device: str | None = None
+    # backend calls that answered two requests or more at once, and the most in one
+    batches: int = 0
+    largest_batch: int = 0
 
 
 class ModelBackend(Protocol):
@@ -148,7 +151,9 @@ class ModelBackend(Protocol):
 
     A backend that can stream also has ``generate_stream(request) -> Iterator[GenerateChunk]``
     (see :class:`StreamingBackend`); the model service streams any other backend's answer as
-    one piece.
+    one piece. A backend that batches also has ``can_batch(request) -> bool`` and
+    ``generate_batch(requests) -> list[GenerateResponse]`` (answers in order), which the model
+    service calls with up to the spec's ``max_batch`` waiting requests that ``can_batch``.
     """
 
     @property

@@ -139,6 +139,12 @@ class TorchModel(BaseModel):
     otherwise; ``"cuda"`` requires one; ``"cpu"`` never uses one. ``prompt_format="chat"``
     wraps the request in the tokenizer's chat template (when it has one); ``"plain"`` completes
     ``system + prompt`` as the llama.cpp backend does.
+
+    ``max_batch``: greedy requests (temperature 0, no JSON schema, no tools) waiting for the
+    model service run together as one left-padded ``generate`` call, up to this many; each
+    gets the answer it would get alone (its own ``max_tokens``, stop strings and token
+    counts). Sampled requests (their per-request seed makes them replayable) and schema or
+    tools requests run alone. 1 turns batching off.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -156,6 +162,8 @@ class TorchModel(BaseModel):
     # Answers a JSON-schema request may take: torch has no grammar, so each answer is
     # validated and a failing one is asked again with the errors.
     json_attempts: int = Field(default=2, ge=1)
+    # Greedy requests the model service runs as one batch (1: one request at a time).
+    max_batch: int = Field(default=8, ge=1)
 
     def resolve_path(self) -> str:
         """The absolute weights path (the bundled model is assembled on first use)."""

@@ -5,11 +5,16 @@ that does. The actor reserves ``spec.num_cpus`` CPUs and the backend runs exactl
 threads, because oversubscribed llama.cpp threads make generation collapse. A torch model
 also asks Ray for a GPU when the cluster has one. Besides ``generate`` the actor streams
 (``generate_stream``, a Ray streaming generator of :class:`GenerateChunk`). A replica
-generates one request at a time with at most ``max_queue`` more waiting; the actor is
+runs one backend call at a time with at most ``max_queue`` more requests waiting; the actor is
 threaded so that a request past that bound is refused at once (ModelBusyError: the caller's
 route tries another replica or model) instead of queueing without limit in Ray, and so that
-``info`` answers while a generation runs. The response cache (``Mesh(model_cache=...)``)
-serves ``generate``; streams are neither served from it nor stored in it.
+``info`` answers while a generation runs. Where the backend batches (torch, see
+:class:`~agentmesh.TorchModel`'s ``max_batch``), greedy requests that wait for it run
+together, up to ``max_batch`` in one call (:mod:`agentmesh._private.batching`); llama.cpp
+and HTTP models run one request at a time (llama-cpp-python's high-level API has no
+multi-sequence batching; an HTTP server batches on its side). The response cache
+(``Mesh(model_cache=...)``) serves ``generate``; streams are neither served from it nor
+stored in it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, cast
 import ray
 from ray.actor import ActorHandle
 
+from agentmesh._private.batching import BatchQueue
 from agentmesh._private.model_cache import ResponseCache
 from agentmesh.errors import AgentMeshError, ConfigError, ModelBusyError, ModelError
 from agentmesh.inference import (
@@ -82,11 +88,17 @@ class ModelService:
         self._max_queue = max_queue
         self._inside = 0  # requests generating or waiting to
         self._state = threading.Lock()  # guards the counters and the cache
-        self._generating = threading.Lock()
+        self._generate_batch = getattr(self._backend, "generate_batch", None)
+        self._queue = BatchQueue(
+            self._run,
+            self._run_batch if self._generate_batch is not None else None,
+            can_batch=getattr(self._backend, "can_batch", lambda request: False),
+            max_batch=getattr(spec, "max_batch", 1),
+        )
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """Wait for the backend (ModelBusyError at once when ``max_queue`` already wait)."""
+    def _admit(self) -> Iterator[None]:
+        """Count a request in (ModelBusyError at once when ``max_queue`` already wait)."""
         with self._state:
             if self._inside > self._max_queue:
                 raise ModelBusyError(
@@ -96,8 +108,7 @@ class ModelService:
             self._inside += 1
             self._served += 1
         try:
-            with self._generating:
-                yield
+            yield
         finally:
             with self._state:
                 self._inside -= 1
@@ -117,8 +128,8 @@ class ModelService:
             if hit is not None:
                 elapsed = time.perf_counter() - start
                 return hit.model_copy(update={"cached": True, "duration_s": elapsed})
-        with self._turn():
-            response = self._run(request)
+        with self._admit():
+            response = self._queue.run(request)
         response = response.model_copy(update={"duration_s": time.perf_counter() - start})
         if self._cache is not None and key is not None:
             with self._state:
@@ -134,6 +145,18 @@ class ModelService:
             # The cause's text goes into the message: __cause__ does not survive pickling.
             raise ModelError(f"model {self._name!r} failed: {type(exc).__name__}: {exc}") from exc
 
+    def _run_batch(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
+        try:
+            assert self._generate_batch is not None
+            return cast(list[GenerateResponse], self._generate_batch(requests))
+        except AgentMeshError:
+            raise
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            raise ModelError(
+                f"model {self._name!r} failed in a batch of {len(requests)}: {detail}"
+            ) from exc
+
     @ray.method(num_returns="streaming")
     def generate_stream(self, request: GenerateRequest) -> Iterator[GenerateChunk]:
         """Yield the answer as it is generated: text pieces, then a chunk with the response.
@@ -144,7 +167,7 @@ class ModelService:
         """
         start = time.perf_counter()
         stream = getattr(self._backend, "generate_stream", None)
-        with self._turn():  # the backend is held for the whole stream
+        with self._admit(), self._queue.lock:  # the backend is held for the whole stream
             try:
                 if stream is None:
                     response = self._backend.generate(request)
@@ -178,7 +201,7 @@ class ModelService:
         self._backend.assert_consumed()
 
     def info(self) -> ModelInfo:
-        """Name, backend, threads, weights path and calls served."""
+        """Name, backend, threads, weights path, calls served and batches run."""
         path = self._spec.path if isinstance(self._spec, LlamaCppModel | TorchModel) else None
         return ModelInfo(
             name=self._name,
@@ -187,6 +210,8 @@ class ModelService:
             path=path,
             calls_served=self._served,
             device=getattr(self._backend, "device", None),
+            batches=self._queue.batches,
+            largest_batch=self._queue.largest,
         )
 
 

@@ -62,7 +62,10 @@ def _schema_errors(text: str, schema: dict[str, Any]) -> list[str]:
 
 
 class TorchBackend(ModelBackend):
-    """A loaded transformers model; one request at a time (the model service enforces that)."""
+    """A loaded transformers model. The model service calls it from one thread at a time:
+    a request alone (:meth:`generate`) or several greedy ones as one batch
+    (:meth:`generate_batch`, see :mod:`agentmesh._private.torch_batch`).
+    """
 
     def __init__(self, spec: TorchModel, n_threads: int) -> None:
         try:
@@ -192,6 +195,25 @@ class TorchBackend(ModelBackend):
             duration_s=time.perf_counter() - start,
             finish_reason=finish,
         )
+
+    def can_batch(self, request: GenerateRequest) -> bool:
+        """Whether ``request`` may share a batch: greedy, no JSON schema, no tools."""
+        from agentmesh._private.torch_batch import can_batch
+
+        return can_batch(request)
+
+    def generate_batch(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
+        """Answer several requests, in order: those that :meth:`can_batch` as one
+        left-padded ``generate`` call (each answer as the request would get alone), any
+        other one alone."""
+        from agentmesh._private.torch_batch import can_batch, generate_batch
+
+        together = [r for r in requests if can_batch(r)]
+        answers = iter(generate_batch(self, together) if len(together) > 1 else [])
+        return [
+            next(answers) if can_batch(r) and len(together) > 1 else self.generate(r)
+            for r in requests
+        ]
 
     def generate_stream(self, request: GenerateRequest) -> Iterator[GenerateChunk]:
         """Yield text as the model generates it, then the response.
