@@ -10,39 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agentmesh._private.cli_runs import MeshOption, StoreOption, build_mesh
+from agentmesh._private.cli_runs import MeshOption, StoreOption, open_mesh
+from agentmesh._private.cli_trace import RecordingsOption
 from agentmesh._private.record_sqlite import SqliteRecorder
-from agentmesh._private.run_sqlite import SqliteRunStore
-from agentmesh.errors import AgentMeshError, ConfigError
-from agentmesh.mesh import Mesh
+from agentmesh.errors import AgentMeshError
 from agentmesh.replay import ReplayReport
 
 __all__ = ["replay"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
-
-
-def _mesh(
-    run_id: str, changed: str | None, mesh: str | None, store: Path | None, recordings: Path | None
-) -> Mesh:
-    factory = changed or mesh or SqliteRunStore(store).get_run(run_id).factory
-    if factory is None:
-        raise ConfigError(
-            f"run {run_id!r} records no mesh factory: pass --mesh package.module:function"
-        )
-    the_mesh = build_mesh(factory)
-    if store is not None:
-        the_mesh.run_store = SqliteRunStore(store)
-    if recordings is not None:
-        the_mesh.recorder = SqliteRecorder(recordings)
-    return the_mesh
 
 
 def _show(report: ReplayReport) -> None:
@@ -84,10 +66,7 @@ def replay(
     ] = None,
     mesh: MeshOption = None,
     store: StoreOption = None,
-    recordings: Annotated[
-        Path | None,
-        typer.Option("--recordings", help="The recording file (default: as agentmesh trace)."),
-    ] = None,
+    recordings: RecordingsOption = None,
     live_effects: Annotated[
         bool,
         typer.Option(
@@ -105,7 +84,9 @@ def replay(
     recording and changed ones made live.
     """
     try:
-        the_mesh = _mesh(run_id, changed, mesh, store, recordings)
+        the_mesh = open_mesh(run_id, store, changed or mesh, finished_ok=True)
+        if recordings is not None:
+            the_mesh.recorder = SqliteRecorder(recordings)
     except AgentMeshError as exc:
         console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None

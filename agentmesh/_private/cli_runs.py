@@ -37,7 +37,7 @@ from agentmesh.mesh import Mesh
 from agentmesh.results import RunResult
 from agentmesh.runs import RunState, RunSummary
 
-__all__ = ["MeshOption", "StoreOption", "approve", "build_mesh", "resume", "runs"]
+__all__ = ["MeshOption", "StoreOption", "approve", "build_mesh", "open_mesh", "resume", "runs"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -147,13 +147,16 @@ MeshOption = Annotated[
 ]
 
 
-def _open_mesh(run_id: str, store: Path | None, mesh: str | None) -> Mesh:
+def open_mesh(
+    run_id: str, store: Path | None, mesh: str | None, *, finished_ok: bool = False
+) -> Mesh:
     """The run's mesh (its recorded factory, or ``--mesh``) on ``--store`` if given; the run
-    is looked up first, so a wrong id or a finished run fails before any Ray starts."""
+    is looked up first, so a wrong id or (unless ``finished_ok``) a finished run fails before
+    any Ray starts."""
     factory = mesh
     if store is not None or mesh is None:
         info = SqliteRunStore(store).get_run(run_id)
-        if info.state is RunState.SUCCEEDED:
+        if info.state is RunState.SUCCEEDED and not finished_ok:
             raise RunFinishedError(run_id)
         factory = mesh or info.factory
     if factory is None:
@@ -205,7 +208,7 @@ def resume(
     pauses (a step waits for approval: agentmesh approve).
     """
     try:
-        the_mesh = _open_mesh(run_id, store, mesh)
+        the_mesh = open_mesh(run_id, store, mesh)
     except AgentMeshError as exc:
         raise _fail(exc) from None
     _finish(lambda m: m.resume_run(run_id, max_retries=max_retries), the_mesh)
@@ -224,7 +227,7 @@ def approve(
     ApprovalDenied. Exits 3 if the run pauses again (another step waits).
     """
     try:
-        the_mesh = _open_mesh(run_id, store, mesh)
+        the_mesh = open_mesh(run_id, store, mesh)
     except AgentMeshError as exc:
         raise _fail(exc) from None
     _finish(lambda m: m.approve_run(run_id, step, approve=not deny), the_mesh)

@@ -26,9 +26,18 @@ from agentmesh._private.run_sqlite import SqliteRunStore
 from agentmesh.errors import AgentMeshError
 from agentmesh.recording import RunEvent
 
-__all__ = ["dashboard", "trace"]
+__all__ = ["RecordingsOption", "dashboard", "trace"]
 
 console = Console(width=None if sys.stdout.isatty() else 120)
+
+RecordingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--recordings",
+        help="The recording file (default: $AGENTMESH_STATE_DIR/recordings.db, else "
+        "./.agentmesh/recordings.db).",
+    ),
+]
 
 
 def _tree(run_id: str, events: list[RunEvent]) -> Tree:
@@ -52,14 +61,7 @@ def _tree(run_id: str, events: list[RunEvent]) -> Tree:
 
 def trace(
     run_id: Annotated[str, typer.Argument(help="The run to show.")],
-    recordings: Annotated[
-        Path | None,
-        typer.Option(
-            "--recordings",
-            help="The recording file (default: $AGENTMESH_STATE_DIR/recordings.db, else "
-            "./.agentmesh/recordings.db).",
-        ),
-    ] = None,
+    recordings: RecordingsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON.")] = False,
 ) -> None:
     """Show a run's flight recording: its causal tree and its timeline."""
@@ -87,10 +89,7 @@ def dashboard(
         Path | None,
         typer.Option("--store", help="The run store (default: as agentmesh runs)."),
     ] = None,
-    recordings: Annotated[
-        Path | None,
-        typer.Option("--recordings", help="The recording file (default: as agentmesh trace)."),
-    ] = None,
+    recordings: RecordingsOption = None,
     host: Annotated[str, typer.Option(help="The address to listen on (loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 8765,
 ) -> None:
