@@ -103,7 +103,7 @@ def export_run(goal: str, events: list[RunEvent], telemetry: Telemetry) -> None:
             attributes: dict[str, Any] = {
                 "gen_ai.operation.name": operation,
                 "gen_ai.provider.name": "agentmesh",
-                "gen_ai.request.model": body.model,
+                "gen_ai.request.model": body.asked or body.model,  # a model or a route
                 "gen_ai.response.model": body.model,
                 "gen_ai.usage.input_tokens": body.prompt_tokens,
                 "gen_ai.usage.output_tokens": body.completion_tokens,
@@ -119,7 +119,10 @@ def export_run(goal: str, events: list[RunEvent], telemetry: Telemetry) -> None:
                 attributes["gen_ai.output.messages"] = body.text
             failed = body.error.type if body.error else None
             _timed_span(tracer, f"{operation} {body.model}", event, context, attributes, failed)
-            common = {"gen_ai.operation.name": operation, "gen_ai.request.model": body.model}
+            common = {
+                "gen_ai.operation.name": operation,
+                "gen_ai.request.model": body.asked or body.model,
+            }
             tokens.record(body.prompt_tokens, {**common, "gen_ai.token.type": "input"})
             tokens.record(body.completion_tokens, {**common, "gen_ai.token.type": "output"})
             duration.record(body.latency_s, common)
