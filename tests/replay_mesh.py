@@ -48,6 +48,13 @@ class Reader(Agent):
         seen = (await self.use_tool("effects.peek", entry=source)).text
         return (await self.generate(f"Take notes on: {seen}", max_tokens=32)).text
 
+    @skill
+    async def check(self, source: str) -> str:
+        """Peek at ``source``; fail on one named "bad" (a node the planner then revises)."""
+        if source == "bad":
+            raise ValueError("a bad source")
+        return (await self.use_tool("effects.peek", entry=source)).text
+
 
 class Writer(Agent):
     """Writes a line from the notes and records it (an effect)."""

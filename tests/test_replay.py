@@ -17,6 +17,8 @@ from agentmesh import (
     Divergence,
     Mesh,
     NoRecordingError,
+    Plan,
+    PlanStep,
     ReplayReport,
     RunEvent,
     TemplatePlanner,
@@ -154,6 +156,23 @@ async def test_a_changed_policy_shows_where_it_refuses(recorded: Recorded) -> No
     ]
     assert denied, [d.describe() for d in report.divergences]
     assert report.error is not None and _entries(recorded)[0] == "a line"
+
+
+async def test_a_replanned_run_replays_its_recorded_revision(recorded: Recorded) -> None:
+    def check(step: str, source: str) -> Plan:
+        return Plan(goal="check", steps=[PlanStep(id=step, agent="reader", skill="check",
+                                                  args={"source": source})])  # fmt: skip
+
+    planner = TemplatePlanner(lambda goal: check("c", "bad"), revise=lambda _: check("c2", "ok"))
+    async with build_mesh() as mesh:
+        result = await mesh.run("check", planner=planner)
+        assert [r.plan.steps[0].id for r in result.revisions] == ["c"]
+        report = await mesh.replay(result.run_id)  # the planner is not asked again
+        replayed = mesh.run_store.get_run(report.replay_run_id)  # type: ignore[union-attr]
+    assert report.identical, [d.describe() for d in report.divergences]
+    assert report.output == result.output == "ok: key absent"
+    assert [r.plan.steps[0].id for r in replayed.revisions] == ["c"]
+    assert replayed.plan.steps[0].id == "c2"
 
 
 async def test_bad_replays_are_refused_with_typed_errors(recorded: Recorded) -> None:
