@@ -20,6 +20,7 @@ from agentmesh import (
     Plan,
     PlanStep,
     ReplayReport,
+    RetryPolicy,
     RunEvent,
     TemplatePlanner,
     UnknownRunError,
@@ -187,6 +188,16 @@ async def test_bad_replays_are_refused_with_typed_errors(recorded: Recorded) -> 
         mesh.recorder = recorder
         with pytest.raises(NoRecordingError, match=unrecorded.run_id):
             await mesh.replay(unrecorded.run_id)
+        with pytest.raises(ConfigError, match="not both"):
+            await mesh.replay(recorded.run_id, retry=RetryPolicy(), max_retries=1)
+        # a replay with fewer retries than the run had: the retried node now fails for good
+        strict = await mesh.replay(recorded.run_id, max_retries=0)
+    assert not strict.identical and strict.error is not None
+    first = strict.first
+    # the recorded second attempt of node read (its call, its transition) never came
+    assert first is not None and first.node == "read" and first.got is None
+    [ended] = [d for d in strict.divergences if d.kind == "node" and d.node == "read"]
+    assert ended.got is not None and ended.got.body.status == "failed"  # type: ignore[union-attr]
 
 
 def test_the_cli_checks_a_run_and_shows_where_a_change_diverges(recorded: Recorded) -> None:

@@ -256,13 +256,22 @@ class MeshRuns:
             run_id, planner=planner, max_replans=max_replans, budget=budget
         )
 
-    async def replay(self, run_id: str, *, live_effects: bool = False) -> ReplayReport:
+    async def replay(
+        self,
+        run_id: str,
+        *,
+        live_effects: bool = False,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+    ) -> ReplayReport:
         """Run recorded run ``run_id`` again on this mesh, every model and tool answer served
         from its flight recording where the call is unchanged, and compare the two recordings
         (see :mod:`agentmesh.replay`). On the run's own mesh the report says whether the run
         is reproducible; on a changed one (a prompt, a model, a policy, an agent's code),
         where it diverged, changed calls having gone live. A side-effecting tool call the
-        recording lacks is refused (ReplayEffectError) unless ``live_effects``.
+        recording lacks is refused (ReplayEffectError) unless ``live_effects``. Retries follow
+        the mesh's policy unless ``retry`` or ``max_retries`` give the one the run had (the
+        store does not keep it); their jitter is seeded.
 
         Raises:
             UnknownRunError: no such run in the run store.
@@ -278,7 +287,7 @@ class MeshRuns:
             recorder=self.recorder,
             router=router,
             catalog=catalog,
-            retrier=self._retrier(None, None, replay_rng()),
+            retrier=self._retrier(retry, max_retries, replay_rng()),
             security=list(self._actors.security.values()),
             live_effects=live_effects,
         )
