@@ -32,7 +32,7 @@ from agentmesh.inference import (
     TorchModel,
 )
 
-__all__ = ["TorchBackend", "first_json"]
+__all__ = ["TorchBackend", "finished", "first_json"]
 
 
 def first_json(text: str) -> str | None:
@@ -143,12 +143,9 @@ class TorchBackend(ModelBackend):
         ids = self._input_ids(request, prompt)
         with self._torch.inference_mode():
             out = self._model.generate(**self._generate_kwargs(request, ids))
-        new = out[0][ids.shape[1] :]
+        new = out[0][ids.shape[1] :].tolist()
         text = self._tokenizer.decode(new, skip_special_tokens=True)
-        cut, finish = _cut_at_stop(text, request.stop)
-        if finish is None:
-            ended = len(new) > 0 and int(new[-1]) == self._tokenizer.eos_token_id
-            finish = "length" if len(new) >= request.max_tokens and not ended else "stop"
+        cut, finish = finished(text, new, request, self._tokenizer.eos_token_id)
         return cut, finish, int(ids.shape[1]), len(new)
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
@@ -266,9 +263,8 @@ class TorchBackend(ModelBackend):
             raise ModelError(f"torch generation failed: {result['error']}")
         if len(text) > sent:
             yield GenerateChunk(text=text[sent:])
-        new = result["out"][0][ids.shape[1] :]
-        ended = len(new) > 0 and int(new[-1]) == self._tokenizer.eos_token_id
-        finish = "length" if len(new) >= request.max_tokens and not ended else "stop"
+        new = result["out"][0][ids.shape[1] :].tolist()
+        _, finish = finished("", new, request, self._tokenizer.eos_token_id)
         response = GenerateResponse(
             text=text,
             model=self._model_name,
@@ -279,6 +275,18 @@ class TorchBackend(ModelBackend):
             finish_reason="stop" if stopped else finish,
         )
         yield GenerateChunk(response=response)
+
+
+def finished(
+    text: str, new: list[int], request: GenerateRequest, eos: int | None
+) -> tuple[str, str]:
+    """``text`` cut at the first stop string, and the finish reason: "stop" (a stop string
+    or the end-of-sequence token ended it), else "length" when ``new`` filled max_tokens."""
+    cut, finish = _cut_at_stop(text, request.stop)
+    if finish is not None:
+        return cut, finish
+    ended = len(new) > 0 and new[-1] == eos
+    return cut, "length" if len(new) >= request.max_tokens and not ended else "stop"
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, str | None]:

@@ -79,7 +79,7 @@ def generate_batch(
     backend: TorchBackend, requests: list[GenerateRequest]
 ) -> list[GenerateResponse]:
     """Generate greedy plain requests as one ``model.generate`` call (see the module)."""
-    from agentmesh._private.torch_backend import _cut_at_stop
+    from agentmesh._private.torch_backend import finished
 
     start = time.perf_counter()
     tokenizer = backend._tokenizer
@@ -113,10 +113,7 @@ def generate_batch(
         generated = out[row, width:]
         new = generated[: stops.ends[row] or len(generated)].tolist()
         text = tokenizer.decode(new, skip_special_tokens=True)
-        cut, finish = _cut_at_stop(text, request.stop)
-        if finish is None:
-            ended = len(new) > 0 and new[-1] == tokenizer.eos_token_id
-            finish = "length" if len(new) >= request.max_tokens and not ended else "stop"
+        cut, finish = finished(text, new, request, tokenizer.eos_token_id)
         responses.append(
             GenerateResponse(
                 text=cut,
