@@ -124,6 +124,11 @@ def main() -> int:
         f"corpus {corpus.digest} (heldout {corpus.split_digest('heldout')}, unseen "
         f"{corpus.split_digest('unseen')}); classifier load {load_s:.1f} s; {THREADS} CPU thread"
     )
+    trained_on = None
+    if not isinstance(layer, classifier.Unavailable):
+        trained_on = str(layer.weights.training.get("corpus_digest"))
+        same = "the same corpus" if trained_on == corpus.digest else "ANOTHER corpus: retrain"
+        print(f"classifier weights trained on corpus {trained_on} ({same})")
     for name, figures in (("detector", full), ("rules only", rules), ("unseen", wide)):
         print(f"{name:11s} " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     print("heldout: missed by the detector at its default thresholds:")
@@ -152,6 +157,7 @@ def main() -> int:
         "classifier": "unavailable" if isinstance(layer, classifier.Unavailable) else "on",
         "threads": THREADS,
         "corpus_digest": corpus.digest,
+        "weights_corpus_digest": trained_on,
         "heldout_digest": corpus.split_digest("heldout"),
         "unseen_digest": corpus.split_digest("unseen"),
         "goals_met": all(verdicts.values()),

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CATEGORY_ORDER",
     "CUES",
+    "Adapter",
     "Classifier",
     "Lexical",
     "Unavailable",
@@ -85,8 +86,40 @@ class Lexical(BaseModel):
         return self
 
 
+class Adapter(BaseModel):
+    """Low-rank changes to the encoder's weights (``finetune.py``): for each adapted weight W
+    (out, in), ``a`` (rank, in) and ``b`` (out, rank), packed as the lexical weights are; the
+    encoder runs ``W + b @ a``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rank: int = Field(gt=0)
+    a: dict[str, str]
+    b: dict[str, str]
+
+    @model_validator(mode="after")
+    def _pairs_of_rank(self) -> Adapter:
+        if self.a.keys() != self.b.keys():
+            raise ValueError("adapter a and b name different weights")
+        for name in self.a:
+            if len(unpack(self.a[name])) % self.rank or len(unpack(self.b[name])) % self.rank:
+                raise ValueError(f"adapter of {name} is not of rank {self.rank}")
+        return self
+
+    def deltas(self) -> dict[str, torch.Tensor]:
+        """Each adapted weight's change ``b @ a``, by weight name."""
+        import torch
+
+        def matrix(packed: str, shape: tuple[int, int]) -> torch.Tensor:
+            return torch.tensor(unpack(packed)).view(shape)
+
+        r = self.rank
+        return {n: matrix(self.b[n], (-1, r)) @ matrix(self.a[n], (r, -1)) for n in self.a}
+
+
 class Weights(BaseModel):
-    """The shipped model: segmentation, a one-hidden-layer MLP, and its calibration."""
+    """The shipped model: segmentation, a one-hidden-layer MLP, the encoder's adapters (when it
+    was fine-tuned), and its calibration."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -103,6 +136,7 @@ class Weights(BaseModel):
     w2: list[float]
     b2: float
     lexical: Lexical | None = None
+    adapter: Adapter | None = None
     shift: float
     threshold_note: str
     training: dict[str, str | int | float]
@@ -241,6 +275,7 @@ def load() -> Classifier | Unavailable:
             pooling=weights.pooling,
             dtype="auto",
             layers=weights.layers,
+            deltas=None if weights.adapter is None else weights.adapter.deltas(),
         )
     except ImportError as exc:
         return Unavailable(reason=f"learned layer needs torch and {weights.embedding}: {exc}")

@@ -65,6 +65,7 @@ class MiniLM:
         pooling: str = "mean",
         dtype: str = "float32",
         layers: int | None = None,
+        deltas: dict[str, torch.Tensor] | None = None,
     ) -> None:
         import torch
         from safetensors.torch import load_file
@@ -89,6 +90,10 @@ class MiniLM:
         self.precision = dtype
         self.dtype = getattr(torch, "float32" if dtype == "int8" else dtype)
         weights = load_file(str(path / "model.safetensors"))
+        for name, delta in (deltas or {}).items():  # fine-tuned changes, merged before anything
+            if name not in weights or weights[name].shape != delta.shape:
+                raise ValueError(f"no encoder weight {name} of shape {tuple(delta.shape)}")
+            weights[name] = weights[name].float() + delta.float()
         self.w: dict[str, torch.Tensor] = {
             k: v.to(self.dtype) if v.is_floating_point() else v for k, v in weights.items()
         }
@@ -216,8 +221,17 @@ def load_minilm(
     pooling: str = "mean",
     dtype: str = "float32",
     layers: int | None = None,
+    deltas: dict[str, torch.Tensor] | None = None,
 ) -> MiniLM:
     """The model from the installed package; ImportError when torch or the package is missing.
-    ``dtype`` "auto" picks :func:`fast_dtype`; ``layers`` runs only the first few layers."""
+    ``dtype`` "auto" picks :func:`fast_dtype`; ``layers`` runs only the first few layers;
+    ``deltas`` are added to the named weights (a fine-tuned detector's adapters)."""
     chosen = fast_dtype() if dtype == "auto" else dtype
-    return MiniLM(model_dir(), max_tokens=max_tokens, pooling=pooling, dtype=chosen, layers=layers)
+    return MiniLM(
+        model_dir(),
+        max_tokens=max_tokens,
+        pooling=pooling,
+        dtype=chosen,
+        layers=layers,
+        deltas=deltas,
+    )

@@ -1,8 +1,11 @@
 """The labelled prompt-injection corpus: built deterministically, split by template family.
 
 Benign text comes from what is installed: the descriptions (METADATA) and docstrings of the
-distributions in site-packages, and Python's own reference topics (``pydoc_data``); each
-distribution or topic is a *source*. Injections are the project's templates
+distributions agentmesh runs on (``agentmesh[llama,torch]`` and what they require, in turn),
+the standard library's docstrings, and Python's own reference topics (``pydoc_data``); each
+distribution, module or topic is a *source*. Only the runtime's distributions: a test or lint
+tool installed beside them (the ``dev`` extra, a user's own tools) would otherwise change the
+corpus, and with it every figure measured on it. Injections are the project's templates
 (``injection_templates.py``): payload families in six styles (polite, urgent, role-play, fake
 system prompt, delimiter injection, exfiltration request), filled with a goal, hidden by an
 obfuscation and dressed by a carrier wrapper (``injection_carriers.py``: tool output JSON,
@@ -77,8 +80,8 @@ _TRIPLE = re.compile(r'"""(.{100,4000}?)"""', re.DOTALL)
 _CODE_CHARS = frozenset("[]{}=_<>#`|\\/*;$@")
 _CODE = re.compile(r"\b(?:def|self\.|elif|lambda)\b|->|>>>")
 _OFF_TOPIC = re.compile(r"prompt[\s-]*injection|jailbreak", re.IGNORECASE)
-#: Distributions that are not benign text: this project, and the external attack set.
-_NOT_SOURCES = frozenset({"agentmesh", "agent-injection-bench"})
+#: The extras whose distributions (with agentmesh's own requirements) are benign sources.
+_SOURCE_EXTRAS = ("llama", "torch")
 _FILES_PER_SOURCE = 60
 _PARAS_PER_SOURCE = 40  # and as many again that hold trigger words
 _ADDRS = ("collector@exfil-mail.net", "backup-team@secure-archive.io", "ops@data-sync.biz")
@@ -181,12 +184,7 @@ def _sources() -> dict[str, tuple[str, ...]]:
     """Benign paragraphs by source: installed distributions, standard library modules, and
     Python's reference topics."""
     found: dict[str, list[str]] = {}
-    dists = {}
-    for dist in importlib.metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name and name not in dists and name not in _NOT_SOURCES:
-            dists[name] = dist
-    for name, dist in dists.items():
+    for name, dist in _runtime_distributions().items():
         files = sorted(str(f) for f in dist.files or () if str(f).endswith(".py"))
         paths = [Path(str(dist.locate_file(f))) for f in files]
         found[f"pypi:{name}"] = [dist.metadata.get_payload() or "", *_docstrings(paths)]  # type: ignore[attr-defined]
@@ -202,6 +200,38 @@ def _sources() -> dict[str, tuple[str, ...]]:
         found[f"python:{topic}"] = [text]
     kept = {source: _keep(texts) for source, texts in sorted(found.items())}
     return {source: paras for source, paras in kept.items() if paras}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runtime_distributions() -> dict[str, importlib.metadata.Distribution]:
+    """agentmesh's installed requirements with ``_SOURCE_EXTRAS``, and theirs in turn (markers
+    evaluated here), by normalised name, sorted; agentmesh itself is not a source. A
+    requirement that is not installed is skipped (an optional one of a dependency)."""
+    from packaging.requirements import Requirement
+
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo: list[tuple[str, tuple[str, ...]]] = [("agentmesh", _SOURCE_EXTRAS)]
+    seen: set[str] = set()
+    while todo:
+        name, extras = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if name != "agentmesh":
+            found[name] = dist
+        for line in dist.requires or ():
+            req = Requirement(line)
+            wanted = ("", *extras)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted):
+                todo.append((_normal(req.name), tuple(req.extras)))
+    return dict(sorted(found.items()))
 
 
 def _pool(split: Split) -> list[tuple[str, str]]:

@@ -1,16 +1,21 @@
 """Train the detector's learned layer: ``python -m agentmesh._private.train_detector``.
 
 Reads the *training* split of the corpus only (``injection_data``): the evaluation splits are
-never embedded here, so neither the weights nor the operating point can see them. The operating
-point is chosen on out-of-fold predictions: the training split is cut into five folds as the
-heldout split is cut from it, by the attacker's goal and by benign source (so no goal or source
-is in a fold's training and validation part at once), a model trained on four folds scores the
-fifth, and the calibration shift puts the score at which
-``--target-fpr`` of the benign out-of-fold texts would be flagged at 0.5. The final model is
-then trained on the whole training split with the same settings.
+never embedded here, so neither the weights nor the operating point can see them. The training
+split is cut into five folds as the heldout split is cut from it, by the attacker's goal and by
+benign source (so no goal or source is in a fold's training and validation part at once), and
+every template family is in every fold, as in heldout.
 
-Deterministic: fixed seeds, one torch thread, seeded mini-batches; the weights are written
-rounded, so a rerun on the same installed packages writes the same file.
+Two recipes. By default (``--adapter-rank 8``) the encoder is fine-tuned (``finetune.py``):
+adapters, MLP and lexical channel are trained on four folds, and the fifth
+(``--calibration-fold``) scores the model that ships. With ``--adapter-rank 0`` the encoder
+stays frozen: an MLP over cached embeddings, each fold scored by a model trained on the other
+four, then the final model trained on the whole split. Either way the calibration shift puts
+the score at which ``--target-fpr`` of the measured benign texts would be flagged at 0.5.
+
+Deterministic for a given ``--threads``: fixed seeds, deterministic torch algorithms, seeded
+mini-batches; the weights are written rounded, so a rerun on the same installed packages
+writes the same file.
 """
 
 from __future__ import annotations
@@ -23,17 +28,19 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypedDict, cast
 
 from agentmesh._private.classifier import (
     CATEGORY_ORDER,
     CUES,
     WEIGHTS_FILE,
+    Adapter,
     Lexical,
     Weights,
     rules_row,
     segments,
 )
+from agentmesh._private.detector_mlp import segment_rows, subset, text_scores, train_mlp
 from agentmesh._private.embedding import MODEL_PACKAGE, POOLINGS, load_minilm
 from agentmesh._private.injection_data import Sample, build_corpus
 from agentmesh._private.lexical import Bags, pack
@@ -42,17 +49,13 @@ from agentmesh._private.scanner import inspect
 if TYPE_CHECKING:
     import torch
 
-    from agentmesh._private.embedding import MiniLM
 
 __all__ = [
-    "Rows",
+    "SegmentTable",
     "main",
-    "segment_rows",
-    "segment_texts",
-    "text_scores",
+    "segment_table",
     "threshold_at_fpr",
     "tpr_at_fpr",
-    "train_mlp",
 ]
 
 _FOLDS = 5
@@ -73,180 +76,37 @@ def tpr_at_fpr(injections: list[float], benign: list[float], fpr: float) -> tupl
     return sum(s >= threshold for s in injections) / len(injections), threshold
 
 
-class Rows(NamedTuple):
-    """Segment feature rows of many texts: ``owner[i]`` is the text that row ``i`` belongs to,
-    ``rank[i]`` its place in the cue order (a text keeps its segments of rank < max_segments).
-    """
+class SegmentTable(NamedTuple):
+    """Every kept segment of many texts: its text, owning text, rank in the cue order, and the
+    owning text's rule evidence (``rules_row``)."""
 
-    x: torch.Tensor
-    owner: torch.Tensor
-    rank: torch.Tensor
-
-
-def segment_texts(samples: list[Sample], *, segment_chars: int, max_segments: int) -> list[str]:
-    """Every segment's text, in the order of :func:`segment_rows`' rows (the lexical channel's
-    input)."""
-    found: list[str] = []
-    for sample in samples:
-        text = inspect(sample.text).text
-        found.extend(segments(text, max_chars=segment_chars, limit=max_segments) or [""])
-    return found
+    texts: list[str]
+    owner: list[int]
+    rank: list[int]
+    rules: list[list[float]]
 
 
-def segment_rows(
-    samples: list[Sample],
-    *,
-    segment_chars: int,
-    max_segments: int,
-    max_tokens: int,
-    pooling: str,
-    layers: int | None = None,
-    cache: Path | None = None,
-) -> Rows:
-    """Feature rows (segment embedding + the text's rule evidence) for every kept segment;
-    segment embeddings are kept in the file ``cache`` (when given) across runs."""
-    import torch
-
-    encoder = load_minilm(max_tokens=max_tokens, pooling=pooling, layers=layers)
-    texts: list[str] = []
-    owner: list[int] = []
-    rank: list[int] = []
-    rules: list[list[float]] = []
+def segment_table(samples: list[Sample], *, segment_chars: int, max_segments: int) -> SegmentTable:
+    """The segments the encoder reads of each sample (as ``classifier.segments_of`` picks them)."""
+    table = SegmentTable([], [], [], [])
     for i, sample in enumerate(samples):
         seen = inspect(sample.text)
         found = segments(seen.text, max_chars=segment_chars, limit=max_segments) or [""]
         cues = [len(CUES.findall(t.lower())) for t in found]
         order = sorted(range(len(found)), key=lambda j: (-cues[j], j))
-        texts.extend(found)
-        owner.extend([i] * len(found))
-        rank.extend(order.index(j) for j in range(len(found)))
-        rules.extend([rules_row(seen)] * len(found))
-    embedded = _embeddings(encoder, texts, cache)
-    x = torch.cat([embedded, torch.tensor(rules)], dim=1)
-    return Rows(x, torch.tensor(owner), torch.tensor(rank))
-
-
-def _embeddings(encoder: MiniLM, texts: list[str], cache: Path | None) -> torch.Tensor:
-    """The embedding of each text. Each distinct text is embedded alone, so its embedding
-    depends on nothing else (not on which texts were cached or batched with it): reruns and
-    cached runs give the same rows. ``cache`` maps texts to embeddings for these settings."""
-    import torch
-
-    store: dict[str, torch.Tensor] = {}
-    if cache is not None and cache.is_file():
-        known, table = torch.load(cache)
-        store = dict(zip(known, table, strict=True))
-    missing = sorted(set(texts) - store.keys())
-    for text in missing:
-        store[text] = encoder.embed([text])[0]
-    if cache is not None and missing:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save((list(store), torch.stack(list(store.values()))), cache)
-    return torch.stack([store[t] for t in texts]) if texts else torch.zeros((0, encoder.dim))
-
-
-def _text_logits(logits: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
-    """Each text's logit: the highest of its segments'."""
-    import torch
-
-    out = torch.full((n,), -1e9)
-    return out.scatter_reduce(0, owner, logits, reduce="amax", include_self=True)
-
-
-def train_mlp(
-    rows: Rows,
-    y: torch.Tensor,
-    *,
-    hidden: int,
-    epochs: int,
-    seed: int,
-    dropout: float = 0.3,
-    weight_decay: float = 0.01,
-    batch: int = 256,
-    bags: Bags | None = None,
-    buckets: int = 0,
-) -> dict[str, torch.Tensor]:
-    """A one-hidden-layer MLP on segments, trained on the texts' labels through the max over
-    each text's segments (multiple-instance learning); mini-batches of ``batch`` texts, AdamW,
-    dropout on the inputs, classes weighted to count equally. With ``bags`` (aligned with the
-    rows), a hashed linear model over the segments' n-grams (``lexical.py``) is trained with it,
-    its mean weight added to the segment's logit; its weights start at zero, so a bucket that
-    no training n-gram hashes to stays zero."""
-    import torch
-
-    torch.manual_seed(seed)
-    first, last = torch.nn.Linear(rows.x.shape[1], hidden), torch.nn.Linear(hidden, 1)
-    model = torch.nn.Sequential(torch.nn.Dropout(dropout), first, torch.nn.ReLU(), last)
-    lexical = torch.nn.EmbeddingBag(max(1, buckets), 1, mode="mean")
-    torch.nn.init.zeros_(lexical.weight)
-    parameters = [*model.parameters(), *(lexical.parameters() if bags is not None else ())]
-    optimiser = torch.optim.AdamW(parameters, lr=0.003, weight_decay=weight_decay)
-    positives = float(y.sum())
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(y) - positives) / positives))
-    # the rows of each text, so a batch of texts takes all of their segments
-    order = torch.argsort(rows.owner, stable=True)
-    starts = torch.searchsorted(rows.owner[order], torch.arange(len(y) + 1))
-    model.train()
-    for _ in range(epochs):
-        for texts in torch.randperm(len(y)).split(batch):
-            picked = torch.cat([order[starts[t] : starts[t + 1]] for t in texts.tolist()])
-            renumber = torch.full((len(y),), -1, dtype=torch.long)
-            renumber[texts] = torch.arange(len(texts))
-            logits = model(rows.x[picked]).squeeze(1)
-            if bags is not None:
-                logits = logits + lexical(*bags.take(picked)).squeeze(1)
-            owners = renumber[rows.owner[picked]]
-            optimiser.zero_grad()
-            loss = loss_fn(_text_logits(logits, owners, len(texts)), y[texts])
-            loss.backward()
-            optimiser.step()
-    params = {
-        "w1": first.weight.detach(),
-        "b1": first.bias.detach(),
-        "w2": last.weight.detach()[0],
-        "b2": last.bias.detach()[0],
-    }
-    if bags is not None:
-        params["lexical"] = lexical.weight.detach()[:, 0]
-    return params
-
-
-def text_scores(
-    params: dict[str, torch.Tensor], rows: Rows, n: int, *, bags: Bags | None = None
-) -> torch.Tensor:
-    """Raw text logits (before calibration) from trained parameters."""
-    import torch
-
-    hidden = torch.relu(rows.x @ params["w1"].T + params["b1"])
-    logits = hidden @ params["w2"] + params["b2"]
-    if bags is not None:
-        ids, offsets = bags.take(torch.arange(len(rows.x)))
-        weights = params["lexical"][:, None]
-        logits = logits + torch.nn.functional.embedding_bag(ids, weights, offsets)[:, 0]
-    return _text_logits(logits, rows.owner, n)
-
-
-def subset(
-    rows: Rows, samples: torch.Tensor, *, max_segments: int, bags: Bags | None = None
-) -> tuple[Rows, int, Bags | None]:
-    """The rows of the texts flagged in ``samples`` (bool), renumbered, how many texts, and
-    their n-gram bags when ``bags`` is given."""
-    import torch
-
-    keep = samples[rows.owner] & (rows.rank < max_segments)
-    renumber = torch.cumsum(samples.long(), 0) - 1
-    picked = Rows(rows.x[keep], renumber[rows.owner[keep]], rows.rank[keep])
-    kept = None
-    if bags is not None:
-        index = torch.nonzero(keep).squeeze(1)
-        kept = Bags(bags.flat, bags.starts[index], bags.lens[index])
-    return picked, int(samples.sum()), kept
+        table.texts.extend(found)
+        table.owner.extend([i] * len(found))
+        table.rank.extend(order.index(j) for j in range(len(found)))
+        table.rules.extend([rules_row(seen)] * len(found))
+    return table
 
 
 def _group(sample: Sample) -> str:
-    """Folds are cut as the heldout split is: by the attacker's goal, and by benign source."""
+    """Folds are cut as the heldout split is: by the attacker's goal, and by benign source. An
+    injection without a goal (some exfiltration families) is a fold's alone: heldout holds the
+    training families, so a fold should not lose a whole family either."""
     if sample.injection:
-        return f"goal:{sample.goal or sample.family}"
+        return f"goal:{sample.goal}" if sample.goal else f"text:{sample.text}"
     return sample.sources[0]
 
 
@@ -260,10 +120,7 @@ def _round(values: list[float] | float) -> list[float] | float:
     return [float(f"{v:.6g}") for v in values]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train on the training split and write the weights file; print what it measured."""
-    import torch
-
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--segment-chars", type=int, default=200)
     parser.add_argument("--max-segments", type=int, default=4)
@@ -279,43 +136,125 @@ def main(argv: list[str] | None = None) -> int:
         "--buckets", type=int, default=1 << 16, help="lexical channel's hash buckets (0: none)"
     )
     parser.add_argument("--chars", default="3,4", help="character n-gram lengths of the channel")
+    parser.add_argument(
+        "--adapter-rank",
+        type=int,
+        default=8,
+        help="fine-tune the encoder with adapters of this rank (finetune.py); 0: frozen encoder",
+    )
+    parser.add_argument("--adapter-epochs", type=int, default=3)
+    parser.add_argument(
+        "--calibration-fold", type=int, default=0, help="with adapters: the fold that calibrates"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="the same file for the same count")
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--cache", type=Path, help="folder for segment embeddings (speeds reruns)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data" / WEIGHTS_FILE)
     parser.add_argument("--dry-run", action="store_true", help="measure only, write nothing")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink the corpus (checks)")
+    return parser.parse_args(argv)
 
-    started = time.perf_counter()
-    corpus = build_corpus()
-    samples = corpus.split("train")  # the held-out split is never read here
-    n = len(samples)
-    y = torch.tensor([float(s.injection) for s in samples])
+
+class _Trained(NamedTuple):
+    params: dict[str, torch.Tensor]
+    adapter: Adapter | None
+    scores: torch.Tensor  # out-of-fold raw scores of the texts in ``measured``
+    measured: torch.Tensor  # bool per text
+
+
+def _frozen(
+    args: argparse.Namespace, samples: list[Sample], table: SegmentTable, bags: Bags | None
+) -> _Trained:
+    """The MLP over the frozen encoder's embeddings: five-fold out-of-fold scores, then the
+    final model on the whole training split."""
+    import torch
+
+    n, y, folds = len(samples), _labels(samples), _folds(samples)
     shape = (args.max_tokens, args.pooling, args.layers)
     cache = None if args.cache is None else args.cache / f"segments-{'-'.join(map(str, shape))}.pt"
     rows = segment_rows(
-        samples,
-        segment_chars=args.segment_chars,
-        max_segments=args.max_segments,
-        max_tokens=args.max_tokens,
-        pooling=args.pooling,
-        layers=args.layers,
-        cache=cache,
+        table, max_tokens=args.max_tokens, pooling=args.pooling, layers=args.layers, cache=cache
     )
-    chars = tuple(int(c) for c in args.chars.split(",") if c)
-    bags = None
-    if args.buckets > 0:
-        texts = segment_texts(
-            samples, segment_chars=args.segment_chars, max_segments=args.max_segments
-        )
-        assert len(texts) == len(rows.x), "segment texts out of step with the feature rows"
-        bags = Bags.of(texts, buckets=args.buckets, chars=chars)
-    print(
-        f"features: {tuple(rows.x.shape)} in {time.perf_counter() - started:.0f} s", file=sys.stderr
-    )
+    settings = _settings(args)
+    out_of_fold = torch.zeros(n)
+    for k in range(_FOLDS):
+        part, m, part_bags = subset(rows, folds != k, max_segments=args.max_segments, bags=bags)
+        params = train_mlp(part, y[folds != k], bags=part_bags, **settings)
+        held, m, held_bags = subset(rows, folds == k, max_segments=args.max_segments, bags=bags)
+        out_of_fold[folds == k] = text_scores(params, held, m, bags=held_bags).detach()
+    every = torch.ones(n, dtype=torch.bool)
+    everything, _, all_bags = subset(rows, every, max_segments=args.max_segments, bags=bags)
+    params = {} if args.dry_run else train_mlp(everything, y, bags=all_bags, **settings)
+    return _Trained(params, None, out_of_fold, every)
 
-    settings = {
+
+def _adapted(
+    args: argparse.Namespace, samples: list[Sample], table: SegmentTable, bags: Bags | None
+) -> _Trained:
+    """Adapters, MLP and lexical channel trained together on four folds; the fifth
+    (``--calibration-fold``: other goals, other sources) scores the model that ships. One
+    fold, not five, and no refit on everything: a fine-tuning run takes a quarter of an hour
+    on two cores."""
+    import torch
+    from safetensors.torch import load_file
+
+    from agentmesh._private.embedding import model_dir
+    from agentmesh._private.finetune import Segments, score_texts, train_adapted
+
+    n, y, folds = len(samples), _labels(samples), _folds(samples)
+    if bags is None:
+        raise SystemExit("--adapter-rank needs the lexical channel (--buckets > 0)")
+    encoder = load_minilm(max_tokens=args.max_tokens, pooling=args.pooling, layers=args.layers)
+    data = Segments(
+        ids=[encoder.tokenize(t) for t in table.texts],
+        owner=torch.tensor(table.owner),
+        rules=torch.tensor(table.rules),
+        bags=bags,
+    )
+    weights = load_file(str(model_dir() / "model.safetensors"))
+    measured = folds == args.calibration_fold
+    model = train_adapted(
+        data,
+        torch.nonzero(~measured).squeeze(1),
+        y,
+        encoder=weights,
+        layers=args.layers,
+        rank=args.adapter_rank,
+        **{**_settings(args), "epochs": args.adapter_epochs},
+    )
+    scores = score_texts(model, data, torch.nonzero(measured).squeeze(1), n, use_bags=True)
+    a, b = model.adapters()
+    adapter = Adapter(
+        rank=args.adapter_rank,
+        a={k: pack(v.flatten().tolist()) for k, v in a.items()},
+        b={k: pack(v.flatten().tolist()) for k, v in b.items()},
+    )
+    return _Trained(model.head(), adapter, scores, measured)
+
+
+def _labels(samples: list[Sample]) -> torch.Tensor:
+    import torch
+
+    return torch.tensor([float(s.injection) for s in samples])
+
+
+def _folds(samples: list[Sample]) -> torch.Tensor:
+    import torch
+
+    return torch.tensor([_fold(_group(s)) for s in samples])
+
+
+class _Settings(TypedDict):
+    hidden: int
+    epochs: int
+    seed: int
+    dropout: float
+    weight_decay: float
+    buckets: int
+
+
+def _settings(args: argparse.Namespace) -> _Settings:
+    return {
         "hidden": args.hidden,
         "epochs": args.epochs,
         "seed": args.seed,
@@ -323,33 +262,49 @@ def main(argv: list[str] | None = None) -> int:
         "weight_decay": args.weight_decay,
         "buckets": args.buckets,
     }
-    folds = torch.tensor([_fold(_group(s)) for s in samples])
-    out_of_fold = torch.zeros(n)
-    for k in range(_FOLDS):
-        part, m, part_bags = subset(rows, folds != k, max_segments=args.max_segments, bags=bags)
-        params = train_mlp(part, y[folds != k], bags=part_bags, **settings)
-        held, m, held_bags = subset(rows, folds == k, max_segments=args.max_segments, bags=bags)
-        out_of_fold[folds == k] = text_scores(params, held, m, bags=held_bags).detach()
-    inj = out_of_fold[y == 1].tolist()
-    ben = out_of_fold[y == 0].tolist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train on the training split and write the weights file; print what it measured."""
+    import torch
+
+    args = _arguments(argv)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+
+    started = time.perf_counter()
+    corpus = build_corpus(scale=args.scale)
+    samples = corpus.split("train")  # the held-out split is never read here
+    y = _labels(samples)
+    table = segment_table(samples, segment_chars=args.segment_chars, max_segments=args.max_segments)
+    chars = tuple(int(c) for c in args.chars.split(",") if c)
+    bags = None
+    if args.buckets > 0:
+        bags = Bags.of(table.texts, buckets=args.buckets, chars=chars)
+    print(f"{len(table.texts)} segments in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    trained = (_adapted if args.adapter_rank > 0 else _frozen)(args, samples, table, bags)
+    scored = trained.scores[trained.measured]
+    truth = y[trained.measured]
+    inj = scored[truth == 1].tolist()
+    ben = scored[truth == 0].tolist()
     cut = threshold_at_fpr(ben, args.target_fpr)
     tpr1, _ = tpr_at_fpr(inj, ben, 0.01)
-    trig = [float(out_of_fold[i]) for i, s in enumerate(samples) if s.trigger]
+    picked = [s for s, m in zip(samples, trained.measured.tolist(), strict=True) if m]
+    trig = [float(v) for s, v in zip(picked, scored.tolist(), strict=True) if s.trigger]
     report = {
         "oof_tpr_at_1pct_fpr": round(tpr1, 4),
         "oof_tpr_at_operating_point": round(sum(s >= cut for s in inj) / len(inj), 4),
         "oof_benign_trigger_fpr": round(sum(s >= cut for s in trig) / max(1, len(trig)), 4),
+        "oof_texts": len(picked),
     }
     print(json.dumps(report), file=sys.stderr)
-    scored = zip(samples, out_of_fold.tolist(), strict=True)
-    missed = Counter(s.style for s, v in scored if s.injection and v < cut)
+    pairs = zip(picked, scored.tolist(), strict=True)
+    missed = Counter(s.style for s, v in pairs if s.injection and v < cut)
     print(f"out-of-fold misses at the operating point by style: {dict(missed)}", file=sys.stderr)
     if args.dry_run:
         return 0
-
-    every = torch.ones(n, dtype=torch.bool)
-    everything, _, all_bags = subset(rows, every, max_segments=args.max_segments, bags=bags)
-    params = train_mlp(everything, y, bags=all_bags, **settings)
+    params = trained.params
+    folds = f"fold {args.calibration_fold}" if args.adapter_rank else "all folds"
     lexical = None
     if bags is not None:
         lexical = Lexical(
@@ -368,14 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         w2=_round(params["w2"].tolist()),  # type: ignore[arg-type]
         b2=_round(float(params["b2"])),  # type: ignore[arg-type]
         lexical=lexical,
+        adapter=trained.adapter,
         shift=_round(-cut),  # type: ignore[arg-type]
         threshold_note=f"0.5 = {args.target_fpr:.2%} false positives on out-of-fold training "
-        "benign texts",
+        f"benign texts ({folds})",
         training={
             "corpus_digest": corpus.digest,
-            "samples": n,
+            "samples": len(samples),
             "injections": int(y.sum()),
-            **settings,
+            **cast("dict[str, int | float]", _settings(args)),
+            "adapter_rank": args.adapter_rank,
+            "adapter_epochs": args.adapter_epochs if args.adapter_rank else 0,
             **report,
         },
     )
