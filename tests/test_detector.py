@@ -277,7 +277,7 @@ def test_adapted_encoder_in_training_is_the_merged_encoder_at_inference() -> Non
         load_minilm(layers=1, deltas={"encoder.layer.0.nope.weight": torch.zeros(2, 2)})
 
 
-def test_adapters_learn_with_the_mlp_and_score_per_text() -> None:
+def test_adapters_learn_with_the_mlp() -> None:
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
@@ -310,11 +310,10 @@ def test_adapters_learn_with_the_mlp_and_score_per_text() -> None:
         batch=8,
         log_every=0,
     )
-    scores = finetune.score_texts(model, data, torch.arange(24), 24, use_bags=False)
+    model.eval()
+    with torch.no_grad():  # one segment per text here: a segment's logit is its text's
+        scores = finetune._logits(model, data, torch.arange(24), use_bags=False)
     assert float(scores[:12].min()) > float(scores[12:].max())
-    some = finetune.score_texts(model, data, torch.tensor([0, 13]), 24, use_bags=False)
-    assert float(some[0]) == pytest.approx(float(scores[0]), abs=1e-5)
-    assert float(some[1]) == -1e9  # a text not asked for keeps the floor
 
 
 @pytest.mark.parametrize("rank", [2, 0])
@@ -334,6 +333,17 @@ def test_training_writes_weights_the_classifier_loads(
     weights = classifier.Weights.model_validate_json(out.read_text(encoding="utf-8"))
     assert (weights.adapter is not None) == (rank > 0)
     assert weights.training["corpus_digest"] == injection_data.build_corpus(scale=0.03).digest
+    small = ["--scale", "0.03", "--recalibrate", "--out", str(again)]
+    if rank:  # another operating point, no training: only the shift and its record change
+        assert train_detector.main([*small, "--target-fpr", "0.2"]) == 0
+        moved = classifier.Weights.model_validate_json(again.read_text(encoding="utf-8"))
+        assert moved.shift != weights.shift and "20.00%" in moved.threshold_note
+        assert moved.model_copy(update={"shift": 0.0, "threshold_note": "", "training": {}}) == (
+            weights.model_copy(update={"shift": 0.0, "threshold_note": "", "training": {}})
+        )
+    else:  # frozen weights were calibrated on five fold models: only a retrain re-picks
+        with pytest.raises(SystemExit, match="needs fine-tuned weights"):
+            train_detector.main(small)
     monkeypatch.setattr(classifier, "read_weights", lambda: weights)
     classifier.load.cache_clear()
     try:

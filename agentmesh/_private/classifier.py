@@ -2,7 +2,8 @@
 
 Input: the scanner's readable text (normalised, markup and YAML folded, payloads decoded; see
 ``scanner.Inspection``), cut into segments of a sentence or a few (``segments``), each embedded
-by all-MiniLM-L6-v2 (``embedding.py``) and joined with the rules' evidence (the combined score
+by all-MiniLM-L6-v2 (``embedding.py``; its first layers, with the adapters the weights carry
+merged in: ``Adapter``, ``finetune.py``) and joined with the rules' evidence (the combined score
 and the strongest finding per category). A one-hidden-layer MLP scores every segment and the
 text takes the highest: an injection is usually a sentence or two inside benign text, and one
 embedding of the whole text would drown it. A lexical channel (``lexical.py``: hashed word and
@@ -15,7 +16,7 @@ Cost bound: the encoder's time grows with the tokens it reads, so it reads at mo
 with the most instruction-like words (``CUES``; the rules still read all of it), so an
 injection hidden among many instruction-like sentences of a long document may escape this layer.
 
-The weights are a small JSON file inside the package (``data/injection_classifier.json``),
+The weights are a JSON file inside the package (``data/injection_classifier.json``, 0.7 MB),
 written by ``python -m agentmesh._private.train_detector``. Everything here loads lazily; when
 torch, the model package or the weights are missing, ``load`` says why and the detector runs
 its rules alone.
@@ -49,6 +50,7 @@ __all__ = [
     "Unavailable",
     "Weights",
     "load",
+    "of",
     "readable",
     "rules_row",
     "segments",
@@ -240,16 +242,19 @@ class Classifier:
             [table[ngram_ids(t, buckets=spec.buckets, chars=chars)].mean() for t in texts]
         )
 
-    def probability(self, inspection: Inspection) -> float:
-        """The calibrated probability that the inspected text is an injection."""
+    def raw(self, inspection: Inspection) -> float:
+        """The text's logit before the calibration shift: its highest segment's."""
         torch = self._torch
         texts = segments_of(inspection, self.weights)
         embedded = self.encoder.embed(texts)
         rules = torch.tensor(rules_row(inspection), dtype=embedded.dtype)
         rows = torch.cat([embedded, rules.expand(len(embedded), -1)], dim=1)
         with torch.inference_mode():
-            raw = float((self.logits(rows) + self.lexical(texts)).max())
-        return 1.0 / (1.0 + math.exp(-(raw + self.weights.shift)))
+            return float((self.logits(rows) + self.lexical(texts)).max())
+
+    def probability(self, inspection: Inspection) -> float:
+        """The calibrated probability that the inspected text is an injection."""
+        return 1.0 / (1.0 + math.exp(-(self.raw(inspection) + self.weights.shift)))
 
 
 def read_weights() -> Weights:
@@ -268,15 +273,21 @@ def load() -> Classifier | Unavailable:
     if weights.categories != list(CATEGORY_ORDER):
         return Unavailable(reason="classifier weights were trained on other rule categories")
     try:
-        from agentmesh._private.embedding import load_minilm
-
-        encoder = load_minilm(
-            max_tokens=weights.max_tokens,
-            pooling=weights.pooling,
-            dtype="auto",
-            layers=weights.layers,
-            deltas=None if weights.adapter is None else weights.adapter.deltas(),
-        )
+        return of(weights)
     except ImportError as exc:
         return Unavailable(reason=f"learned layer needs torch and {weights.embedding}: {exc}")
+
+
+def of(weights: Weights) -> Classifier:
+    """The layer for ``weights`` (its encoder in the fastest precision here, adapters merged);
+    ImportError without torch or the model package."""
+    from agentmesh._private.embedding import load_minilm
+
+    encoder = load_minilm(
+        max_tokens=weights.max_tokens,
+        pooling=weights.pooling,
+        dtype="auto",
+        layers=weights.layers,
+        deltas=None if weights.adapter is None else weights.adapter.deltas(),
+    )
     return Classifier(weights, encoder)

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 if TYPE_CHECKING:
     from agentmesh._private.lexical import Bags
 
-__all__ = ["LINEARS", "AdaptedDetector", "Segments", "score_texts", "train_adapted"]
+__all__ = ["LINEARS", "AdaptedDetector", "Segments", "train_adapted"]
 
 #: The linear maps of a layer that get adapters: all of them (attention and feed-forward).
 LINEARS = (
@@ -248,19 +248,3 @@ def train_adapted(
                 took = time.perf_counter() - started
                 print(f"step {step}/{steps} loss {loss.item():.3f} ({took:.0f} s)", file=sys.stderr)
     return model
-
-
-def score_texts(
-    model: AdaptedDetector, data: Segments, texts: torch.Tensor, n: int, *, use_bags: bool
-) -> torch.Tensor:
-    """Raw logits (before calibration) of the texts ``texts`` (others: -1e9), ``n`` texts."""
-    model.eval()
-    out = torch.full((n,), -1e9)
-    wanted = torch.zeros(n, dtype=torch.bool)
-    wanted[texts] = True
-    picked = torch.nonzero(wanted[data.owner]).squeeze(1)
-    with torch.no_grad():
-        for part in picked.split(256):
-            logits = _logits(model, data, part, use_bags)
-            out.scatter_reduce_(0, data.owner[part], logits, reduce="amax")
-    return out

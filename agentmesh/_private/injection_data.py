@@ -214,12 +214,12 @@ def _runtime_distributions() -> dict[str, importlib.metadata.Distribution]:
 
     found: dict[str, importlib.metadata.Distribution] = {}
     todo: list[tuple[str, tuple[str, ...]]] = [("agentmesh", _SOURCE_EXTRAS)]
-    seen: set[str] = set()
+    seen: set[tuple[str, tuple[str, ...]]] = set()  # a name again with other extras: read it
     while todo:
         name, extras = todo.pop()
-        if name in seen:
+        if (name, extras) in seen:
             continue
-        seen.add(name)
+        seen.add((name, extras))
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
@@ -230,7 +230,7 @@ def _runtime_distributions() -> dict[str, importlib.metadata.Distribution]:
             req = Requirement(line)
             wanted = ("", *extras)
             if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted):
-                todo.append((_normal(req.name), tuple(req.extras)))
+                todo.append((_normal(req.name), tuple(sorted(req.extras))))
     return dict(sorted(found.items()))
 
 

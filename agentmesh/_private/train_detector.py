@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypedDict, cast
 
+from agentmesh._private import classifier
 from agentmesh._private.classifier import (
     CATEGORY_ORDER,
     CUES,
@@ -152,13 +153,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data" / WEIGHTS_FILE)
     parser.add_argument("--dry-run", action="store_true", help="measure only, write nothing")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the corpus (checks)")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="re-pick the operating point of the fine-tuned weights in --out, no training",
+    )
     return parser.parse_args(argv)
 
 
 class _Trained(NamedTuple):
     params: dict[str, torch.Tensor]
     adapter: Adapter | None
-    scores: torch.Tensor  # out-of-fold raw scores of the texts in ``measured``
+    scores: torch.Tensor | None  # out-of-fold raw scores of the texts in ``measured``
     measured: torch.Tensor  # bool per text
 
 
@@ -192,16 +198,16 @@ def _adapted(
     args: argparse.Namespace, samples: list[Sample], table: SegmentTable, bags: Bags | None
 ) -> _Trained:
     """Adapters, MLP and lexical channel trained together on four folds; the fifth
-    (``--calibration-fold``: other goals, other sources) scores the model that ships. One
-    fold, not five, and no refit on everything: a fine-tuning run takes a quarter of an hour
-    on two cores."""
+    (``--calibration-fold``: other goals, other sources) is left for ``main`` to score the
+    model that ships with. One fold, not five, and no refit on everything: a fine-tuning run
+    takes a quarter of an hour on two cores."""
     import torch
     from safetensors.torch import load_file
 
     from agentmesh._private.embedding import model_dir
-    from agentmesh._private.finetune import Segments, score_texts, train_adapted
+    from agentmesh._private.finetune import Segments, train_adapted
 
-    n, y, folds = len(samples), _labels(samples), _folds(samples)
+    y, folds = _labels(samples), _folds(samples)
     if bags is None:
         raise SystemExit("--adapter-rank needs the lexical channel (--buckets > 0)")
     encoder = load_minilm(max_tokens=args.max_tokens, pooling=args.pooling, layers=args.layers)
@@ -222,14 +228,13 @@ def _adapted(
         rank=args.adapter_rank,
         **{**_settings(args), "epochs": args.adapter_epochs},
     )
-    scores = score_texts(model, data, torch.nonzero(measured).squeeze(1), n, use_bags=True)
     a, b = model.adapters()
     adapter = Adapter(
         rank=args.adapter_rank,
         a={k: pack(v.flatten().tolist()) for k, v in a.items()},
         b={k: pack(v.flatten().tolist()) for k, v in b.items()},
     )
-    return _Trained(model.head(), adapter, scores, measured)
+    return _Trained(model.head(), adapter, None, measured)
 
 
 def _labels(samples: list[Sample]) -> torch.Tensor:
@@ -264,53 +269,15 @@ def _settings(args: argparse.Namespace) -> _Settings:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train on the training split and write the weights file; print what it measured."""
-    import torch
-
-    args = _arguments(argv)
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-
-    started = time.perf_counter()
-    corpus = build_corpus(scale=args.scale)
-    samples = corpus.split("train")  # the held-out split is never read here
-    y = _labels(samples)
-    table = segment_table(samples, segment_chars=args.segment_chars, max_segments=args.max_segments)
-    chars = tuple(int(c) for c in args.chars.split(",") if c)
-    bags = None
-    if args.buckets > 0:
-        bags = Bags.of(table.texts, buckets=args.buckets, chars=chars)
-    print(f"{len(table.texts)} segments in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    trained = (_adapted if args.adapter_rank > 0 else _frozen)(args, samples, table, bags)
-    scored = trained.scores[trained.measured]
-    truth = y[trained.measured]
-    inj = scored[truth == 1].tolist()
-    ben = scored[truth == 0].tolist()
-    cut = threshold_at_fpr(ben, args.target_fpr)
-    tpr1, _ = tpr_at_fpr(inj, ben, 0.01)
-    picked = [s for s, m in zip(samples, trained.measured.tolist(), strict=True) if m]
-    trig = [float(v) for s, v in zip(picked, scored.tolist(), strict=True) if s.trigger]
-    report = {
-        "oof_tpr_at_1pct_fpr": round(tpr1, 4),
-        "oof_tpr_at_operating_point": round(sum(s >= cut for s in inj) / len(inj), 4),
-        "oof_benign_trigger_fpr": round(sum(s >= cut for s in trig) / max(1, len(trig)), 4),
-        "oof_texts": len(picked),
-    }
-    print(json.dumps(report), file=sys.stderr)
-    pairs = zip(picked, scored.tolist(), strict=True)
-    missed = Counter(s.style for s, v in pairs if s.injection and v < cut)
-    print(f"out-of-fold misses at the operating point by style: {dict(missed)}", file=sys.stderr)
-    if args.dry_run:
-        return 0
+def _weights(args: argparse.Namespace, trained: _Trained, chars: tuple[int, ...]) -> Weights:
+    """The weights file's model, not yet calibrated (shift 0, no training record)."""
     params = trained.params
-    folds = f"fold {args.calibration_fold}" if args.adapter_rank else "all folds"
     lexical = None
-    if bags is not None:
+    if "lexical" in params:
         lexical = Lexical(
             buckets=args.buckets, chars=list(chars), weights=pack(params["lexical"].tolist())
         )
-    weights = Weights(
+    return Weights(
         embedding=MODEL_PACKAGE,
         pooling=args.pooling,
         segment_chars=args.segment_chars,
@@ -324,18 +291,107 @@ def main(argv: list[str] | None = None) -> int:
         b2=_round(float(params["b2"])),  # type: ignore[arg-type]
         lexical=lexical,
         adapter=trained.adapter,
-        shift=_round(-cut),  # type: ignore[arg-type]
-        threshold_note=f"0.5 = {args.target_fpr:.2%} false positives on out-of-fold training "
-        f"benign texts ({folds})",
-        training={
+        shift=0.0,
+        threshold_note="",
+        training={},
+    )
+
+
+def _inference_scores(
+    weights: Weights, samples: list[Sample], measured: torch.Tensor
+) -> torch.Tensor:
+    """Raw scores of the ``measured`` texts as the detector computes them (encoder in its
+    fastest precision here, adapters merged and float16-rounded): the operating point is
+    picked on what will run, not on the float32 training model."""
+    import torch
+
+    layer = classifier.of(weights)
+    out = torch.zeros(len(samples))
+    for i in torch.nonzero(measured).squeeze(1).tolist():
+        out[i] = layer.raw(inspect(samples[i].text))
+    return out
+
+
+def _measure(
+    args: argparse.Namespace, samples: list[Sample], scores: torch.Tensor, measured: torch.Tensor
+) -> tuple[float, dict[str, float | int]]:
+    """The cut that flags ``--target-fpr`` of the measured benign texts, and what it catches."""
+    picked = [s for s, m in zip(samples, measured.tolist(), strict=True) if m]
+    scored = scores[measured].tolist()
+    inj = [v for s, v in zip(picked, scored, strict=True) if s.injection]
+    ben = [v for s, v in zip(picked, scored, strict=True) if not s.injection]
+    trig = [v for s, v in zip(picked, scored, strict=True) if s.trigger]
+    cut = threshold_at_fpr(ben, args.target_fpr)
+    report = {
+        "oof_tpr_at_1pct_fpr": round(tpr_at_fpr(inj, ben, 0.01)[0], 4),
+        "oof_tpr_at_operating_point": round(sum(v >= cut for v in inj) / len(inj), 4),
+        "oof_benign_trigger_fpr": round(sum(v >= cut for v in trig) / max(1, len(trig)), 4),
+        "oof_texts": len(picked),
+    }
+    print(json.dumps(report), file=sys.stderr)
+    pairs = zip(picked, scored, strict=True)
+    missed = Counter(s.style for s, v in pairs if s.injection and v < cut)
+    print(f"out-of-fold misses at the operating point by style: {dict(missed)}", file=sys.stderr)
+    return cut, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train on the training split and write the weights file; print what it measured.
+    ``--recalibrate``: re-pick the operating point of the fine-tuned weights in ``--out``."""
+    import torch
+
+    args = _arguments(argv)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+
+    started = time.perf_counter()
+    corpus = build_corpus(scale=args.scale)
+    samples = corpus.split("train")  # the held-out split is never read here
+    y = _labels(samples)
+    measured = _folds(samples) == args.calibration_fold
+    if args.recalibrate:
+        weights = Weights.model_validate_json(args.out.read_text(encoding="utf-8"))
+        if weights.adapter is None:
+            raise SystemExit("--recalibrate needs fine-tuned weights; retrain frozen ones")
+        if weights.training.get("corpus_digest") != corpus.digest:
+            raise SystemExit(f"{args.out} was trained on another corpus: retrain")
+        training = dict(weights.training)
+        scores = _inference_scores(weights, samples, measured)
+    else:
+        table = segment_table(
+            samples, segment_chars=args.segment_chars, max_segments=args.max_segments
+        )
+        chars = tuple(int(c) for c in args.chars.split(",") if c)
+        bags = None
+        if args.buckets > 0:
+            bags = Bags.of(table.texts, buckets=args.buckets, chars=chars)
+        took = time.perf_counter() - started
+        print(f"{len(table.texts)} segments in {took:.0f} s", file=sys.stderr)
+        trained = (_adapted if args.adapter_rank > 0 else _frozen)(args, samples, table, bags)
+        weights = _weights(args, trained, chars)
+        training = {
             "corpus_digest": corpus.digest,
             "samples": len(samples),
             "injections": int(y.sum()),
             **cast("dict[str, int | float]", _settings(args)),
             "adapter_rank": args.adapter_rank,
             "adapter_epochs": args.adapter_epochs if args.adapter_rank else 0,
-            **report,
-        },
+        }
+        if trained.scores is None:  # fine-tuned: calibrated on the detector's own scores
+            scores = _inference_scores(weights, samples, measured)
+        else:
+            scores, measured = trained.scores, trained.measured
+    cut, report = _measure(args, samples, scores, measured)
+    if args.dry_run:
+        return 0
+    folds = f"fold {args.calibration_fold}" if weights.adapter else "all folds"
+    weights = weights.model_copy(
+        update={
+            "shift": _round(-cut),
+            "threshold_note": f"0.5 = {args.target_fpr:.2%} false positives on out-of-fold "
+            f"training benign texts ({folds})",
+            "training": {**training, **report},
+        }
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(weights.model_dump_json() + "\n", encoding="utf-8")
