@@ -341,9 +341,16 @@ def test_training_writes_weights_the_classifier_loads(
         assert moved.model_copy(update={"shift": 0.0, "threshold_note": "", "training": {}}) == (
             weights.model_copy(update={"shift": 0.0, "threshold_note": "", "training": {}})
         )
+        stale = weights.model_copy(update={"training": {"corpus_digest": "0" * 16}})
+        again.write_text(stale.model_dump_json(), encoding="utf-8")
+        with pytest.raises(SystemExit, match="another corpus"):
+            train_detector.main(small)
     else:  # frozen weights were calibrated on five fold models: only a retrain re-picks
         with pytest.raises(SystemExit, match="needs fine-tuned weights"):
             train_detector.main(small)
+    dry = tmp_path / "dry.json"  # a dry run measures and writes nothing
+    assert train_detector.main([*argv, "--epochs", "2", "--dry-run", "--out", str(dry)]) == 0
+    assert not dry.exists()
     monkeypatch.setattr(classifier, "read_weights", lambda: weights)
     classifier.load.cache_clear()
     try:

@@ -190,7 +190,7 @@ def _frozen(
         out_of_fold[folds == k] = text_scores(params, held, m, bags=held_bags).detach()
     every = torch.ones(n, dtype=torch.bool)
     everything, _, all_bags = subset(rows, every, max_segments=args.max_segments, bags=bags)
-    params = {} if args.dry_run else train_mlp(everything, y, bags=all_bags, **settings)
+    params = train_mlp(everything, y, bags=all_bags, **settings)
     return _Trained(params, None, out_of_fold, every)
 
 
