@@ -322,12 +322,15 @@ def test_training_writes_weights_the_classifier_loads(
 ) -> None:
     """Both recipes of ``train_detector`` (fine-tuned adapters, frozen encoder) on a small
     corpus: a rerun writes the same file, and it is one the detector loads and runs."""
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from agentmesh._private import train_detector
 
     out, again = tmp_path / "weights.json", tmp_path / "again.json"
     argv = ["--scale", "0.03", "--adapter-rank", str(rank), "--adapter-epochs", "1"]
-    assert train_detector.main([*argv, "--epochs", "2", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    assert train_detector.main([*argv, "--epochs", "2", "--out", str(out), "--threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # the caller's settings are left as they were
+    assert not torch.are_deterministic_algorithms_enabled()
     assert train_detector.main([*argv, "--epochs", "2", "--out", str(again)]) == 0
     assert out.read_bytes() == again.read_bytes()  # deterministic: a rerun writes the same
     weights = classifier.Weights.model_validate_json(out.read_text(encoding="utf-8"))

@@ -341,9 +341,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = _arguments(argv)
+    threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _run(args)
+    finally:  # a caller's process (a test) keeps its own settings
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(strict)
 
+
+def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     corpus = build_corpus(scale=args.scale)
     samples = corpus.split("train")  # the held-out split is never read here
